@@ -1,0 +1,62 @@
+"""Runtime settings (pydantic-settings, ``BOOKBOT_*`` environment variables).
+
+Built only at entry points (CLI, UI, tests) and passed down; nothing here runs
+at import time.  Every piece of runtime state lives under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOKBOT_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path(".bookbot"), description="Index, database, model cache, snapshots.")
+    books_dir: Path = Field(Path("books"), description="Book manifests (YAML), versioned.")
+    characters_dir: Path = Field(Path("characters"), description="Character cards (YAML).")
+    reviews_dir: Path = Field(Path("reviews"), description="Exported review datasets.")
+    local_books_dir: Path | None = Field(
+        None, description="Folder of book files to import from when Project Gutenberg is unreachable."
+    )
+
+    # Library
+    gutenberg_url: str = "https://www.gutenberg.org"
+    fetch_timeout_s: float = 30.0
+    max_book_bytes: int = 40 * 1024 * 1024
+    embed_model_dir: Path | None = Field(
+        None, description="Folder with model.onnx + tokenizer.json; default <data_dir>/models/all-MiniLM-L6-v2."
+    )
+    chroma_url: str | None = Field(None, description="ChromaDB server URL; embedded client when unset.")
+    top_k: int = 5
+
+    # Bots
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
+    llm_timeout_s: float = 60.0
+    llm_max_retries: int = 2
+    candidates_per_step: int = 2
+
+    # Storage
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite file in data_dir when unset.")
+
+    # UI
+    dev_mode: bool = Field(False, description="Development mode: creates demo users with known passwords.")
+    auth_secret: str | None = None
+
+    @property
+    def resolved_embed_model_dir(self) -> Path:
+        return self.embed_model_dir or self.data_dir / "models" / "all-MiniLM-L6-v2"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'bookbot.db').resolve()}"
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
