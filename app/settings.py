@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     # Storage
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite file in data_dir when unset.")
 
+    # Tuning (feedback loop)
+    prelabel_min_accuracy: float | None = Field(
+        None, description="Verifier held-out accuracy needed before it may pre-label queue steps; unset = off.")
+    prelabel_min_auc: float | None = Field(
+        None, description="Verifier held-out ROC AUC needed before it may pre-label queue steps; unset = off.")
+    prelabel_confidence: float = Field(
+        0.9, description="Pre-label a step only when the verifier's P(good) is at least this (or at most 1 minus it).")
+
     # UI
     dev_mode: bool = Field(False, description="Development mode: creates demo users with known passwords.")
     auth_secret: str | None = None

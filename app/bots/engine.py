@@ -1,0 +1,274 @@
+"""The reasoning engine: runs a character's procedure for one question.
+
+For each procedure step: build a query (question + step search terms + earlier
+steps), retrieve excerpts through the library's Retriever, ask the backend for
+N candidate steps, validate every candidate's citations against the excerpts
+retrieved for *this* step, score candidates with a pluggable StepScorer (the
+grounding score by default), keep the best.  A step with no valid citation is
+retried once, then kept but marked ungrounded.  Finally the backend writes the
+answer in the character's voice.  Everything is streamed as events with
+timings; the finished Turn (every candidate included) goes to the TurnSink.
+If the backend fails (server down, garbage), the engine says so in a Notice
+and finishes the turn with the offline extractive backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Iterator, Sequence
+
+from app.bots.backends.base import (AnswerRequest, AnswerText, Backend, BackendError, Delta, Draft,
+                                    Drafts, StepRequest)
+from app.bots.backends.extractive import ExtractiveBackend
+from app.bots.grounding import GroundingScorer, candidate_features, validate_citations
+from app.domain import (Candidate, Character, Excerpt, ExemplarSource, ProcedureStep, Retriever, Step,
+                        StepScorer, Turn, TurnSink)
+
+EARLIER_WORDS = 40
+
+
+# ------------------------------------------------------------------ events
+
+@dataclass
+class EngineEvent:
+    t_ms: float = field(default=0.0, kw_only=True)        # since the turn started
+
+
+@dataclass
+class TurnStarted(EngineEvent):
+    turn_id: str
+    character_id: str
+    backend: str
+    offline: bool
+
+
+@dataclass
+class StepStarted(EngineEvent):
+    index: int
+    name: str
+    step_id: str
+
+
+@dataclass
+class StepDelta(EngineEvent):
+    index: int
+    text: str
+
+
+@dataclass
+class StepDone(EngineEvent):
+    step: Step
+
+
+@dataclass
+class AnswerDelta(EngineEvent):
+    text: str
+
+
+@dataclass
+class Notice(EngineEvent):
+    message: str
+    level: str = "warning"
+
+
+@dataclass
+class TurnDone(EngineEvent):
+    turn: Turn
+    total_ms: float = 0.0
+
+
+def build_query(question: str, step: ProcedureStep, earlier: Sequence[Step]) -> str:
+    parts = [question, step.search]
+    if earlier:
+        words = " ".join(s.text for s in earlier[-2:]).split()
+        parts.append(" ".join(words[-EARLIER_WORDS:]))
+    return " ".join(p for p in parts if p).strip()
+
+
+class Engine:
+    """Runs procedures; collaborators are passed in, nothing global."""
+
+    def __init__(self, retriever: Retriever, backend: Backend, sink: TurnSink | None = None,
+                 scorer: StepScorer | None = None, exemplars: ExemplarSource | None = None,
+                 candidates: int = 2, top_k: int = 5, fallback: Backend | None = None):
+        self.retriever = retriever
+        self.backend = backend
+        self.sink = sink
+        self.scorer = scorer or GroundingScorer()
+        self.exemplars = exemplars
+        self.candidates = max(1, candidates)
+        self.top_k = top_k
+        self.fallback = fallback or ExtractiveBackend()
+
+    # ------------------------------------------------------------ one step
+
+    def _score(self, question: str, proc: ProcedureStep, index: int, draft: Draft,
+               excerpts: Sequence[Excerpt]) -> Candidate:
+        cand = Candidate(text=draft.text.strip(), citations=validate_citations(draft.citations, excerpts))
+        cand.features = candidate_features(cand, excerpts)
+        try:
+            cand.score = float(self.scorer.score(question=question, step=proc, step_index=index,
+                                                 candidate=cand, excerpts=excerpts))
+        except Exception as exc:  # a broken plug-in scorer must not lose the turn
+            cand.features["scorer_error"] = 1.0
+            cand.score = GroundingScorer().score(question=question, step=proc, step_index=index,
+                                                 candidate=cand, excerpts=excerpts)
+            cand.features.setdefault("scorer_error_msg_len", float(len(str(exc))))
+        return cand
+
+    def _generate(self, backend: Backend, request: StepRequest, index: int,
+                  started: float) -> Iterator[StepDelta | list[Draft]]:
+        drafts: list[Draft] = []
+        for item in backend.step(request):
+            if isinstance(item, Delta):
+                if item.text:
+                    yield StepDelta(index=index, text=item.text, t_ms=_ms(started))
+            elif isinstance(item, Drafts):
+                drafts = list(item.drafts)
+        yield drafts
+
+    def _run_step(self, backend: Backend, character: Character, question: str,
+                  history: Sequence[tuple[str, str]], proc: ProcedureStep, index: int,
+                  earlier: list[Step], turn_id: str, step_id: str,
+                  started: float) -> Iterator[StepDelta | Step]:
+        t0 = time.perf_counter()
+        query = build_query(question, proc, earlier)
+        excerpts = list(self.retriever.retrieve(query, top_k=self.top_k, book_ids=list(character.book_ids)))
+        retrieval_ms = (time.perf_counter() - t0) * 1000
+        exemplars = []
+        if self.exemplars is not None:
+            try:
+                exemplars = list(self.exemplars.exemplars(character.id, proc.name, question, k=2))
+            except Exception:
+                exemplars = []
+        t1 = time.perf_counter()
+        candidates: list[Candidate] = []
+        for attempt in range(2):
+            request = StepRequest(character=character, question=question, step=proc, step_index=index,
+                                  excerpts=excerpts, earlier=list(earlier), history=list(history),
+                                  n=self.candidates, retry=attempt > 0, exemplars=exemplars)
+            drafts: list[Draft] = []
+            for item in self._generate(backend, request, index, started):
+                if isinstance(item, list):
+                    drafts = item
+                elif attempt == 0:
+                    yield item
+            candidates += [self._score(question, proc, index, d, excerpts) for d in drafts if d.text.strip()]
+            if any(c.grounded for c in candidates) or not excerpts:
+                break
+        generation_ms = (time.perf_counter() - t1) * 1000
+        if not candidates:
+            candidates = [Candidate(text=f"{proc.name}: (no text was produced for this step)", citations=[])]
+            candidates[0].features = candidate_features(candidates[0], excerpts)
+        best = max(candidates, key=lambda c: (c.grounded, c.score))
+        best.chosen = True
+        cited = []
+        for c in best.citations:
+            if c.valid and c.excerpt_id not in cited:
+                cited.append(c.excerpt_id)
+        ordered = sorted(excerpts, key=lambda e: (e.id not in cited, cited.index(e.id) if e.id in cited else 0))
+        yield Step(id=step_id, turn_id=turn_id, index=index, name=proc.name, text=best.text,
+                   citations=list(best.citations), excerpts=ordered, candidates=candidates,
+                   score=best.score, grounded=best.grounded, retrieval_ms=retrieval_ms,
+                   generation_ms=generation_ms)
+
+    # ------------------------------------------------------------ one turn
+
+    def run(self, character: Character, question: str, history: Sequence[tuple[str, str]] = (),
+            conversation_id: str = "", user_id: str | None = None,
+            snapshot_id: str | None = None) -> Iterator[EngineEvent]:
+        """Answer ``question``; ``history`` is the conversation so far as (user, character) pairs."""
+        started = time.perf_counter()
+        backend: Backend = self.backend
+        turn = Turn(id=str(uuid.uuid4()), conversation_id=conversation_id or str(uuid.uuid4()),
+                    character_id=character.id, question=question, backend=backend.name,
+                    snapshot_id=snapshot_id, user_id=user_id)
+        yield TurnStarted(turn_id=turn.id, character_id=character.id, backend=backend.name,
+                          offline=backend.offline, t_ms=_ms(started))
+        index = 0
+        step_ids: dict[int, str] = {}
+        while index < len(character.procedure):
+            proc = character.procedure[index]
+            step_id = step_ids.setdefault(index, str(uuid.uuid4()))  # kept if the step is redone offline
+            yield StepStarted(index=index, name=proc.name, step_id=step_id, t_ms=_ms(started))
+            try:
+                step = None
+                for item in self._run_step(backend, character, question, history, proc, index,
+                                           turn.steps, turn.id, step_id, started):
+                    if isinstance(item, Step):
+                        step = item
+                    else:
+                        yield item
+            except BackendError as exc:
+                if backend is self.fallback:
+                    raise
+                yield Notice(message=_fallback_notice(backend, exc), t_ms=_ms(started))
+                backend = self.fallback
+                turn.backend = f"{self.fallback.name} (fallback from {self.backend.name})"
+                continue                      # redo this step offline: StepStarted again, same id
+            assert step is not None
+            turn.steps.append(step)
+            yield StepDone(step=step, t_ms=_ms(started))
+            index += 1
+        answer_parts: list[str] = []
+        try:
+            answer = ""
+            for item in backend.answer(AnswerRequest(character=character, question=question,
+                                                     steps=turn.steps, history=list(history))):
+                if isinstance(item, Delta) and item.text:
+                    answer_parts.append(item.text)
+                    yield AnswerDelta(text=item.text, t_ms=_ms(started))
+                elif isinstance(item, AnswerText):
+                    answer = item.text
+        except BackendError as exc:
+            if backend is self.fallback:
+                raise
+            yield Notice(message=_fallback_notice(backend, exc), t_ms=_ms(started))
+            turn.backend = f"{self.fallback.name} (fallback from {self.backend.name})"
+            answer = ""
+            for item in self.fallback.answer(AnswerRequest(character=character, question=question,
+                                                           steps=turn.steps, history=list(history))):
+                if isinstance(item, AnswerText):
+                    answer = item.text
+            yield AnswerDelta(text=("\n\n" if answer_parts else "") + answer, t_ms=_ms(started))
+        turn.answer = (answer or "".join(answer_parts)).strip()
+        if self.sink is not None:
+            try:
+                self.sink.save_turn(turn)
+            except Exception as exc:   # the reader still gets the answer; say what went wrong
+                yield Notice(message=f"This turn could not be saved for review: {exc}", level="error",
+                             t_ms=_ms(started))
+        yield TurnDone(turn=turn, total_ms=_ms(started), t_ms=_ms(started))
+
+    def answer(self, character: Character, question: str, **kwargs) -> Turn:
+        """Run a whole turn and return it (no streaming)."""
+        turn = None
+        for event in self.run(character, question, **kwargs):
+            if isinstance(event, TurnDone):
+                turn = event.turn
+        assert turn is not None
+        return turn
+
+    async def arun(self, character: Character, question: str, history: Sequence[tuple[str, str]] = (),
+                   conversation_id: str = "", user_id: str | None = None,
+                   snapshot_id: str | None = None) -> AsyncIterator[EngineEvent]:
+        """``run`` for asyncio code (Chainlit): each event is produced in a worker thread."""
+        iterator = self.run(character, question, history, conversation_id, user_id, snapshot_id)
+        sentinel = object()
+        while True:
+            event = await asyncio.to_thread(next, iterator, sentinel)
+            if event is sentinel:
+                return
+            yield event  # type: ignore[misc]
+
+
+def _fallback_notice(backend: Backend, exc: Exception) -> str:
+    return (f"The language model ({backend.name}) is unavailable: {exc}. "
+            "OFFLINE MODE for the rest of this answer: steps are quoted straight from the book.")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,324 @@
+"""The Library: import, replace and remove books across catalog + BM25 + Chroma, and retrieve.
+
+Every change is staged first and swapped in: the book is parsed, chunked and
+embedded in memory, a new BM25 snapshot is written beside the current one,
+new vectors are added to Chroma, then one SQLite transaction switches the
+catalog (and the BM25 generation); only then are the old vectors and the old
+snapshot deleted.  A failure before the switch removes what was staged, so
+the library stays exactly as it was.  On open, Chroma and BM25 are reconciled
+with the catalog (a crash between steps leaves at most orphans).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from app.domain import BookMeta, Excerpt
+from app.library.bm25 import BM25Index, analyze_many
+from app.library.catalog import Catalog
+from app.library.errors import DuplicateBook, LibraryError
+from app.library.excerpts import ApproxTokenCounter, build_excerpts
+from app.library.importers import ParsedBook, read_book, sha256_bytes
+from app.library.retrieval import DEFAULT_FUSION, FusionConfig, fuse
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]      # (stage, done, total)
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str, warn: Callable[[str], None] | None) -> None:
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    (warn or log.warning)(message)
+
+
+@dataclass
+class AddResult:
+    book: BookMeta
+    status: str          # "added" | "replaced" | "unchanged"
+    excerpts: int
+    chapters: int
+    seconds: float
+
+
+class Library:
+    def __init__(self, root: Path, catalog: Catalog, embedder, dense, *, warning: str = "",
+                 fusion: FusionConfig = DEFAULT_FUSION) -> None:
+        self.root = root
+        self.catalog = catalog
+        self.embedder = embedder
+        self.dense = dense
+        self.warning = warning
+        self.fusion = fusion
+        self.counter = embedder if embedder is not None else ApproxTokenCounter()
+        self._load_state()
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, settings, *, embedder=None, warn: Callable[[str], None] | None = None,
+             on_progress: Progress | None = None, fusion: FusionConfig = DEFAULT_FUSION) -> "Library":
+        from app.library.dense import DenseStore, make_client
+        from app.library.embedder import load_embedder
+
+        root = Path(settings.data_dir) / "library"
+        root.mkdir(parents=True, exist_ok=True)
+        warning = ""
+        if embedder is None:
+            embedder, warning = load_embedder(settings.resolved_embed_model_dir)
+            if embedder is None:
+                _warn_once(warning, warn)
+        dense = None
+        if embedder is not None:
+            dense = DenseStore(make_client(root, settings.chroma_url), embedder.name,
+                               shared=bool(settings.chroma_url))
+        library = cls(root, Catalog(root / "catalog.sqlite3"), embedder, dense, warning=warning,
+                      fusion=fusion)
+        library.reconcile(on_progress)
+        return library
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def _bm25_dir(self, generation: int) -> Path:
+        return self.root / "bm25" / f"gen-{generation}"
+
+    def _load_state(self) -> None:
+        self.generation = self.catalog.generation
+        excerpts, terms = self.catalog.all_excerpts()
+        self._excerpts = {e.id: e for e in excerpts}
+        self._terms = {e.id: t for e, t in zip(excerpts, terms)}
+        path = self._bm25_dir(self.generation)
+        bm25 = None
+        if (path / "ids.json").is_file():
+            try:
+                bm25 = BM25Index.load(path)
+            except Exception as exc:  # a damaged snapshot is rebuilt from the catalog
+                log.warning("BM25 snapshot %s unreadable (%s); rebuilding", path, exc)
+        if bm25 is None or set(bm25.ids) != set(self._excerpts):
+            ids = list(self._excerpts)
+            bm25 = BM25Index.build(ids, tokens=[self._terms[i] for i in ids])
+            bm25.save(path)
+        self._set_bm25(bm25)
+
+    def _set_bm25(self, bm25: BM25Index) -> None:
+        self.bm25 = bm25
+        books = sorted({e.book_id for e in self._excerpts.values()})
+        self._book_index = {b: n for n, b in enumerate(books)}
+        self._doc_book = np.array([self._book_index[self._excerpts[i].book_id] for i in bm25.ids],
+                                  dtype=np.int32)
+
+    def reconcile(self, on_progress: Progress | None = None) -> None:
+        """Make Chroma hold exactly the catalog's excerpts (after a crash or a model change)."""
+        if self.dense is None:
+            return
+        if self.dense.count() == len(self._excerpts) and not self.dense.shared:
+            return
+        stored = self.dense.all_ids()
+        extra = stored - set(self._excerpts)
+        if extra and not self.dense.shared:       # a server's other vectors belong to other instances
+            self.dense.delete(sorted(extra))
+        missing = [self._excerpts[i] for i in self._excerpts if i not in stored]
+        if missing:
+            vectors = self._embed(missing, on_progress, long_ok=True)
+            self.dense.add(missing, vectors)
+
+    # ------------------------------------------------------------ reading
+
+    def books(self) -> list[BookMeta]:
+        return self.catalog.books()
+
+    def book(self, book_id: str) -> BookMeta | None:
+        return self.catalog.book(book_id)
+
+    def excerpts(self, book_id: str) -> list[Excerpt]:
+        return [self._excerpts[i] for i in self.catalog.excerpt_ids(book_id)]
+
+    def get(self, excerpt_id: str) -> Excerpt | None:
+        return self._excerpts.get(excerpt_id)
+
+    def retriever(self, fusion: FusionConfig | None = None) -> "LibraryRetriever":
+        return LibraryRetriever(self, fusion or self.fusion)
+
+    # ------------------------------------------------------------ writing
+
+    def add_file(self, path: Path, *, book_id: str | None = None, title: str | None = None,
+                 author: str | None = None, language: str | None = None, source: str | None = None,
+                 licence: str | None = None, encoding: str | None = None, replace_existing: bool = False,
+                 max_bytes: int = 40 * 1024 * 1024, data: bytes | None = None,
+                 on_progress: Progress | None = None) -> AddResult:
+        """Import one book file; a no-op when the same bytes are already in the library."""
+        started = time.perf_counter()
+        path = Path(path)
+        if data is None and path.is_file() and path.stat().st_size <= max_bytes:
+            data = path.read_bytes()
+        if data is not None:
+            existing = self.catalog.by_sha(sha256_bytes(data))
+            if existing is not None and (book_id is None or book_id == existing.id):
+                stats = self.catalog.book_stats(existing.id)
+                return AddResult(existing, "unchanged", stats["excerpts"], stats["chapters"],
+                                 time.perf_counter() - started)
+            if existing is not None:
+                raise DuplicateBook(path, f"the same text is already in the library as '{existing.id}'",
+                                    f"bookbot books remove {existing.id} first")
+        if on_progress:
+            on_progress("read", 0, 1)
+        parsed = read_book(path, book_id=book_id, title=title, author=author, language=language,
+                           source=source, licence=licence, encoding=encoding, max_bytes=max_bytes,
+                           data=data)
+        if on_progress:
+            on_progress("read", 1, 1)
+        return self.add_parsed(parsed, path=path, replace_existing=replace_existing,
+                               on_progress=on_progress, started=started)
+
+    def add_parsed(self, parsed: ParsedBook, *, path: Path | str = "", replace_existing: bool = False,
+                   on_progress: Progress | None = None, started: float | None = None) -> AddResult:
+        started = started or time.perf_counter()
+        meta = parsed.meta
+        old = self.catalog.book(meta.id)
+        if old is not None and old.sha256 == meta.sha256:
+            stats = self.catalog.book_stats(meta.id)
+            return AddResult(old, "unchanged", stats["excerpts"], stats["chapters"], time.perf_counter() - started)
+        if old is not None and not replace_existing and old.source != meta.source:
+            raise DuplicateBook(path or meta.id, f"book id '{meta.id}' is already used by "
+                                f"'{old.title}' ({old.source})", "pass --id NEW-ID, or --replace")
+        excerpts = build_excerpts(meta, parsed.chapters, self.counter)
+        terms = analyze_many([e.text for e in excerpts])
+        vectors = self._embed(excerpts, on_progress) if self.dense is not None else None
+        self._commit(meta, excerpts, terms, vectors, chapters=len(parsed.chapters), on_progress=on_progress)
+        return AddResult(self.catalog.book(meta.id), "replaced" if old else "added", len(excerpts),
+                         len(parsed.chapters), time.perf_counter() - started)
+
+    def remove(self, book_id: str) -> BookMeta:
+        meta = self.catalog.book(book_id)
+        if meta is None:
+            known = ", ".join(b.id for b in self.books()) or "none"
+            raise LibraryError(book_id, f"no such book in the library (books: {known})")
+        self._commit(meta, [], [], None, chapters=0, delete=True)
+        return meta
+
+    def _embed(self, excerpts: Sequence[Excerpt], on_progress: Progress | None, *,
+               long_ok: bool = False) -> np.ndarray:
+        total = len(excerpts)
+        done = 0
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress:
+                on_progress("embed", done, total)
+
+        if on_progress:
+            on_progress("embed", 0, total)
+        texts = [e.text for e in excerpts]
+        if long_ok:
+            out = self.embedder.embed_long(texts)
+            step(total)
+            return out
+        return self.embedder.embed(texts, on_progress=step)
+
+    def _commit(self, meta: BookMeta, excerpts: list[Excerpt], terms: list[list[str]],
+                vectors: np.ndarray | None, *, chapters: int, delete: bool = False,
+                on_progress: Progress | None = None) -> None:
+        old_ids = set(self.catalog.excerpt_ids(meta.id))
+        new_ids = [e.id for e in excerpts]
+        keep = [i for i in self.bm25.ids if self._excerpts[i].book_id != meta.id]
+        ids = keep + new_ids
+        tokens = [self._terms[i] for i in keep] + terms
+        generation = self.generation + 1
+        if on_progress:
+            on_progress("index", 0, 1)
+        staged_dir = self._bm25_dir(generation)
+        added: list[str] = []
+        try:
+            bm25 = BM25Index.build(ids, tokens=tokens)
+            bm25.save(staged_dir)
+            if self.dense is not None and vectors is not None:
+                fresh = [n for n, e in enumerate(excerpts) if e.id not in old_ids]
+                added = [excerpts[n].id for n in fresh]
+                self.dense.add([excerpts[n] for n in fresh], vectors[fresh])
+            if delete:
+                self.catalog.delete_book(meta.id, generation=generation)
+            else:
+                self.catalog.replace_book(meta, excerpts, terms, chapters=chapters,
+                                          embedder=self.embedder.name if self.embedder else "none",
+                                          generation=generation)
+        except BaseException:
+            if added:
+                try:
+                    self.dense.delete(added)
+                except Exception as exc:  # reconcile() removes them on the next open
+                    log.warning("could not roll back %d vectors: %s", len(added), exc)
+            shutil.rmtree(staged_dir, ignore_errors=True)
+            raise
+        # switched: now drop what the old version left behind
+        stale = old_ids - set(new_ids)
+        if self.dense is not None and stale:
+            try:
+                self.dense.delete(sorted(stale))
+            except Exception as exc:
+                log.warning("stale vectors left for the next open to clean: %s", exc)
+        shutil.rmtree(self._bm25_dir(self.generation), ignore_errors=True)
+        self.generation = generation
+        for i in old_ids:
+            self._excerpts.pop(i, None)
+            self._terms.pop(i, None)
+        title_excerpts = [replace(e, book_title=meta.title) for e in excerpts]
+        self._excerpts.update({e.id: e for e in title_excerpts})
+        self._terms.update(dict(zip(new_ids, terms)))
+        self._set_bm25(bm25)
+        if on_progress:
+            on_progress("index", 1, 1)
+
+
+class LibraryRetriever:
+    """Hybrid retriever over the whole library (implements ``domain.Retriever``)."""
+
+    def __init__(self, library: Library, fusion: FusionConfig) -> None:
+        self.library = library
+        self.fusion = fusion
+
+    def get(self, excerpt_id: str) -> Excerpt | None:
+        return self.library.get(excerpt_id)
+
+    def retrieve(self, query: str, *, top_k: int = 5, book_ids: Sequence[str] | None = None) -> list[Excerpt]:
+        lib = self.library
+        if not query.strip() or not lib.bm25.ids:
+            return []
+        config = self.fusion
+        bm25_all = lib.bm25.scores(query)
+        if book_ids:
+            wanted = [lib._book_index[b] for b in book_ids if b in lib._book_index]
+            if not wanted:
+                return []
+            bm25_all = np.where(np.isin(lib._doc_book, wanted), bm25_all, 0.0)
+        n = config.candidates
+        top = np.argpartition(-bm25_all, min(n, len(bm25_all) - 1))[:n] if len(bm25_all) > n \
+            else np.arange(len(bm25_all))
+        top = sorted((i for i in top if bm25_all[i] > 0), key=lambda i: -bm25_all[i])
+        ids = lib.bm25.ids
+        bm25 = {ids[i]: float(bm25_all[i]) for i in top}
+        bm25_rank = {ids[i]: r for r, i in enumerate(top, start=1)}
+        dense: dict[str, float] | None = None
+        dense_rank: dict[str, int] = {}
+        if lib.dense is not None and config.method != "bm25":
+            qv = lib.embedder.embed_query(query)
+            d_ids, sims = lib.dense.query(qv, n, list(book_ids) if book_ids else None)
+            dense = {i: float(s) for i, s in zip(d_ids, sims) if i in lib._excerpts}
+            dense_rank = {i: r for r, i in enumerate(d_ids, start=1)}
+            missing = [i for i in bm25 if i not in dense]
+            for i, v in lib.dense.vectors(missing).items():
+                dense[i] = float(v @ qv)
+            for i in dense:
+                if i not in bm25 and i in lib.bm25.position:
+                    bm25[i] = float(bm25_all[lib.bm25.position[i]])
+        ranked = fuse(bm25, dense, bm25_rank=bm25_rank, dense_rank=dense_rank, config=config)
+        return [replace(lib._excerpts[s.id], scores=s.scores) for s in ranked[:top_k]]

@@ -1,0 +1,243 @@
+"""`bookbot db upgrade|current`, `bookbot reviews stats|export`, `bookbot users add|list|set-role`.
+
+Settings are built inside each command and heavy modules imported lazily, so
+`bookbot --help` stays fast and importing this module touches no database.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+db_app = typer.Typer(help="Database schema (Alembic migrations; Chainlit's tables included).",
+                     no_args_is_help=True)
+reviews_app = typer.Typer(help="Review statistics, editor agreement and dataset exports.",
+                          no_args_is_help=True)
+users_app = typer.Typer(help="Accounts and roles (reader, editor, lab).", no_args_is_help=True)
+
+
+def _settings():  # noqa: ANN202
+    from app.settings import Settings
+
+    settings = Settings()
+    settings.ensure_dirs()
+    return settings
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _store():  # noqa: ANN202
+    from app.review import db
+    from app.review.store import ReviewStore
+
+    settings = _settings()
+    url = settings.resolved_database_url
+    try:
+        db.upgrade(url)
+    except db.StoreUnavailable as exc:
+        _fail(str(exc))
+    return ReviewStore(url)
+
+
+# ------------------------------------------------------------------ db
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision (default: newest).")) -> None:
+    """Create or migrate the database (SQLite in the data dir, or BOOKBOT_DATABASE_URL)."""
+    from app.review import db
+
+    url = _settings().resolved_database_url
+    try:
+        before = db.current(url)
+        after = db.upgrade(url, revision)
+    except db.StoreUnavailable as exc:
+        _fail(str(exc))
+    console.print(f"{db.safe_url(url)}: {before or 'blank'} → [bold]{after}[/bold]")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show which migration the database is at and the newest one this code ships."""
+    from app.review import db
+
+    url = _settings().resolved_database_url
+    try:
+        rev = db.current(url)
+    except db.StoreUnavailable as exc:
+        _fail(str(exc))
+    head = db.head()
+    state = "up to date" if rev == head else "needs `bookbot db upgrade`"
+    console.print(f"{db.safe_url(url)}: at {rev or 'blank (no tables)'}; newest {head} — {state}")
+
+
+# ------------------------------------------------------------------ reviews
+def _counts_table(title: str, rows: dict[str, dict[str, int]]) -> Table:
+    labels = sorted({k for per in rows.values() for k in per})
+    table = Table(title=title)
+    table.add_column("")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for name, per in rows.items():
+        table.add_row(name, *(str(per.get(label, 0)) for label in labels))
+    return table
+
+
+@reviews_app.command("stats")
+def reviews_stats(character: Optional[str] = typer.Option(None, help="Only this character's turns."),
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+    """Counts per label, per character and per procedure step; editor agreement."""
+    from app.review.agreement import review_stats
+    from app.review.db import StoreUnavailable
+
+    store = _store()
+    try:
+        stats = review_stats(store.engine, character)
+    except StoreUnavailable as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(stats.as_dict(), indent=2))
+        return
+    console.print(_counts_table("Labels", {"all": stats.labels}))
+    console.print(_counts_table("Per character", stats.per_character))
+    console.print(_counts_table("Per procedure step", stats.per_step))
+    table = Table(title="Editor agreement (people's own -1/0/+1 ratings)")
+    for col in ("editor A", "editor B", "shared steps", "Cohen's kappa"):
+        table.add_column(col)
+    for p in stats.pairs:
+        table.add_row(p.a, p.b, str(p.n), "undefined" if p.kappa is None else f"{p.kappa:.3f}")
+    console.print(table)
+    alpha = "undefined (needs 2+ editors on the same steps, with differing ratings)" \
+        if stats.alpha is None else f"{stats.alpha:.3f}"
+    console.print(f"Krippendorff's alpha (ordinal), {stats.editors} editors, "
+                  f"{stats.alpha_units} steps rated by 2+: {alpha}")
+
+
+@reviews_app.command("export")
+def reviews_export(
+    fmt: str = typer.Option(..., "--format", help="trl-stepwise | prm800k | openai-sft | openai-dpo"),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write, e.g. reviews/holmes.jsonl"),
+    character: Optional[str] = typer.Option(None, help="Only this character's turns."),
+    include_machine: bool = typer.Option(False, help="Also use the step verifier's machine labels."),
+) -> None:
+    """Stream reviewed turns into a dataset file in a published format."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from sqlalchemy import and_, exists, func, select
+
+    from app.domain import ReviewKind
+    from app.review import exports
+    from app.review.db import StoreUnavailable
+    from app.review.models import ReviewRow, TurnRow
+
+    if fmt not in exports.FORMATS:
+        _fail(f"unknown format {fmt!r}; choose one of: {', '.join(exports.FORMATS)}")
+    store = _store()
+    system_prompt = _system_prompts()
+    try:
+        with store._tx() as s:
+            q = select(func.count()).select_from(TurnRow).where(exists().where(and_(
+                ReviewRow.turn_id == TurnRow.id, ReviewRow.kind == ReviewKind.editor.value)))
+            if character:
+                q = q.where(TurnRow.character_id == character)
+            total = s.scalar(q) or 0
+        with Progress(TextColumn("[bold]exporting"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("turns"), TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("export", total=total)
+            report = exports.export(store.engine, fmt, out, character=character,
+                                    include_machine=include_machine, system_prompt=system_prompt,
+                                    on_batch=lambda n: progress.advance(task, n))
+    except StoreUnavailable as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    console.print(f"wrote {report.rows} {fmt} rows from {report.turns_seen} reviewed turns to {out}")
+    for label, n in sorted(report.labels.items()):
+        console.print(f"  {label}: {n}")
+    for why, n in sorted(report.skipped.items()):
+        console.print(f"  [dim]skipped ({why}): {n}[/dim]")
+
+
+def _system_prompts():  # noqa: ANN202
+    """character id -> a system message from its card (None when cards can't be loaded)."""
+    try:
+        from app.bots.cards import load_characters
+
+        registry = load_characters(_settings())
+    except Exception:  # noqa: BLE001 - exports work without cards; rows then have no system message
+        return None
+
+    def prompt(character_id: str) -> str | None:
+        try:
+            card = registry.get(character_id)
+        except Exception:  # noqa: BLE001
+            return None
+        if card is None:
+            return None
+        return f"You are {card.name}. {card.description}".strip()
+
+    return prompt
+
+
+# ------------------------------------------------------------------ users
+@users_app.command("add")
+def users_add(name: str, role: str = typer.Option("reader", help="reader | editor | lab"),
+              password: Optional[str] = typer.Option(None, help="Asked for (hidden) when not given.")) -> None:
+    """Add an account."""
+    from app.review.accounts import AccountError
+
+    if password is None:
+        password = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
+    store = _store()
+    try:
+        user = store.add_user(name, password, role)
+    except AccountError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    console.print(f"added {user.name} ({user.role.value})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List accounts and their roles."""
+    store = _store()
+    try:
+        users = store.list_users()
+    finally:
+        store.close()
+    table = Table(title="Accounts")
+    table.add_column("name")
+    table.add_column("role")
+    for u in users:
+        table.add_row(u.name, u.role.value)
+    console.print(table if users else "no accounts yet: `bookbot users add NAME --role editor`")
+
+
+@users_app.command("set-role")
+def users_set_role(name: str, role: str) -> None:
+    """Change an account's role (reader, editor, lab)."""
+    from app.review.accounts import AccountError
+
+    store = _store()
+    try:
+        user = store.set_role(name, role)
+    except AccountError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    console.print(f"{user.name} is now {user.role.value}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(db_app, name="db")
+    root.add_typer(reviews_app, name="reviews")
+    root.add_typer(users_app, name="users")

@@ -1,0 +1,167 @@
+"""Database URLs, engines and Alembic migrations for the review store (and Chainlit's tables).
+
+`upgrade(url)` brings any database (SQLite file or PostgreSQL) to the newest schema;
+`current(url)` tells which revision it is at; `downgrade(url, revision)` goes back.  The
+URL is handed to Alembic programmatically (no alembic.ini), so the same code serves the
+CLI, the app on start and the tests.  `StoreUnavailable` is the one error callers see when
+the database cannot be reached.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class StoreUnavailable(RuntimeError):
+    """The database could not be reached or went away; nothing was stored."""
+
+
+def normalize_url(url: str) -> str:
+    """Plain ``postgresql://`` URLs use psycopg 3 (the driver installed with Bookbot)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def async_url(url: str) -> str:
+    """The asyncio twin of a URL, for Chainlit's SQLAlchemyDataLayer (aiosqlite / asyncpg)."""
+    parsed = make_url(normalize_url(url))
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only used inside error messages
+        return "<unparseable database URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")      # readers don't block the writer
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """A synchronous engine; SQLite gets WAL + foreign keys, its parent folder is created."""
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            parent = Path(parsed.database).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot create the folder for the database {parent}: {exc} — "
+                                       "set BOOKBOT_DATA_DIR (or BOOKBOT_DATABASE_URL) to a writable "
+                                       "place. Nothing was stored.") from exc
+        kwargs.setdefault("connect_args", {"timeout": 30})
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+@contextmanager
+def unavailable_as_error(url: str) -> Iterator[None]:
+    """Turn connection failures into StoreUnavailable with an actionable message."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise StoreUnavailable(_explain(url, exc)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(_explain(url, exc)) from exc
+        raise
+
+
+def _explain(url: str, exc: Exception) -> str:
+    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    hint = ("is PostgreSQL running? (pg_ctlcluster ... main start) and does BOOKBOT_DATABASE_URL "
+            "name the right host/database?" if "postgresql" in url else
+            "is the data dir writable and the disk not full? (BOOKBOT_DATA_DIR / BOOKBOT_DATABASE_URL)")
+    return f"database {safe_url(url)} is unavailable: {detail} — {hint}. Nothing was stored."
+
+
+def _alembic_config(engine: Engine):  # noqa: ANN202
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def _with_engine(url_or_engine: str | Engine) -> tuple[Engine, bool]:
+    if isinstance(url_or_engine, Engine):
+        return url_or_engine, False
+    return make_engine(url_or_engine), True
+
+
+def upgrade(url_or_engine: str | Engine, revision: str = "head") -> str | None:
+    """Run the migrations up to `revision`; returns the revision the database is at."""
+    from alembic import command
+
+    engine, owned = _with_engine(url_or_engine)
+    try:
+        with unavailable_as_error(str(engine.url)):
+            command.upgrade(_alembic_config(engine), revision)
+            return current(engine)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def downgrade(url_or_engine: str | Engine, revision: str) -> str | None:
+    from alembic import command
+
+    engine, owned = _with_engine(url_or_engine)
+    try:
+        with unavailable_as_error(str(engine.url)):
+            command.downgrade(_alembic_config(engine), revision)
+            return current(engine)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def current(url_or_engine: str | Engine) -> str | None:
+    """The revision the database is at (None for a blank database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine, owned = _with_engine(url_or_engine)
+    try:
+        with unavailable_as_error(str(engine.url)), engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def head() -> str:
+    """The newest revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    heads = ScriptDirectory.from_config(cfg).get_heads()
+    return heads[0]

@@ -1,0 +1,362 @@
+"""The review store: turns with their steps, candidates and citations, and the reviews people
+give them — on SQLite or PostgreSQL, one transaction per acknowledged write.
+
+`ReviewStore(engine_or_url)` implements `domain.TurnSink` (`save_turn`) and owns the review
+rules: `record_review(review, role)` validates (unknown step, rating out of range for the
+kind, oversized correction, wrong role, bad fault tag → `ReviewError`, nothing stored),
+keeps one current review per reviewer, step and kind (editor / reader kept apart) with
+every version in `review_history`, and applies PRM800K's early stop: once an editor rates
+a step -1, the later steps of that turn get that editor's *inferred* -1 labels
+(`ReviewSource.inferred`), which disappear again if the -1 is changed.  The queue, users
+and tuning snapshots come from the mixins in `queue.py`, `accounts.py`, `snapshots.py`.
+The schema must exist: run `app.review.db.upgrade(url)` first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Sequence
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.domain import (Candidate, Citation, Excerpt, FaultTag, Location, RetrievalScores, Review,
+                        ReviewKind, ReviewSource, Role, Step, Turn)
+from app.review.accounts import AccountsMixin
+from app.review.db import StoreUnavailable, make_engine, unavailable_as_error
+from app.review.models import (MAX_CORRECTION_CHARS, MAX_NAME_CHARS, CandidateRow, CitationRow,
+                               Conversation, ReviewHistoryRow, ReviewRow, StepRow, TurnRow)
+from app.review.queue import QueueMixin, least_grounded_first
+from app.review.snapshots import SnapshotsMixin
+
+EDITOR_RATINGS = (-1, 0, 1)
+READER_RATINGS = (-1, 1)
+__all__ = ["ReviewStore", "ReviewError", "StoreUnavailable", "HistoryEntry"]
+
+
+class ReviewError(ValueError):
+    """A review was refused; the message says why.  Nothing was stored."""
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    review_id: int
+    step_id: str
+    reviewer: str
+    kind: ReviewKind
+    rating: int
+    correction: str
+    fault_tags: tuple[FaultTag, ...]
+    source: ReviewSource
+    action: str                 # create | update | delete
+    recorded_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is not None and dt.tzinfo is None:       # SQLite gives naive datetimes back
+        return dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+def review_from_row(row: ReviewRow) -> Review:
+    return Review(step_id=row.step_id, reviewer=row.reviewer, kind=ReviewKind(row.kind),
+                  rating=row.rating, correction=row.correction or "",
+                  fault_tags=tuple(FaultTag(t) for t in row.fault_tags or ()),
+                  source=ReviewSource(row.source), id=row.id,
+                  created_at=_aware(row.created_at), updated_at=_aware(row.updated_at))
+
+
+def excerpt_to_json(e: Excerpt) -> dict[str, Any]:
+    return {"id": e.id, "book_id": e.book_id, "text": e.text, "book_title": e.book_title,
+            "location": asdict(e.location), "scores": asdict(e.scores) if e.scores else None}
+
+
+def excerpt_from_json(d: dict[str, Any]) -> Excerpt:
+    return Excerpt(id=d["id"], book_id=d["book_id"], text=d["text"], book_title=d.get("book_title", ""),
+                   location=Location(**d["location"]),
+                   scores=RetrievalScores(**d["scores"]) if d.get("scores") else None)
+
+
+class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
+    def __init__(self, engine_or_url: Engine | str, *,
+                 priority: Callable[[Turn], float] = least_grounded_first,
+                 max_correction_chars: int = MAX_CORRECTION_CHARS) -> None:
+        self.engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+        self._owns_engine = isinstance(engine_or_url, str)
+        self.priority = priority
+        self.max_correction_chars = max_correction_chars
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> ReviewStore:
+        return cls(settings.resolved_database_url, **kwargs)
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on any error."""
+        with unavailable_as_error(str(self.engine.url)):
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    # ------------------------------------------------------------------ turns
+    def save_turn(self, turn: Turn) -> None:
+        """Store a finished turn (idempotent: saving it again adds only steps not yet stored)."""
+        with self._tx() as s:
+            if s.get(Conversation, turn.conversation_id) is None:
+                s.add(Conversation(id=turn.conversation_id, character_id=turn.character_id,
+                                   user_id=turn.user_id, created_at=turn.created_at))
+                s.flush()
+            steps = sorted(turn.steps, key=lambda st: st.index)
+            grounded = sum(1 for st in steps if st.grounded) / len(steps) if steps else 0.0
+            row = s.get(TurnRow, turn.id)
+            if row is None:
+                row = TurnRow(id=turn.id, conversation_id=turn.conversation_id,
+                              character_id=turn.character_id, created_at=turn.created_at)
+                s.add(row)
+            row.question, row.answer, row.backend = turn.question, turn.answer, turn.backend
+            row.snapshot_id, row.user_id = turn.snapshot_id, turn.user_id
+            row.step_count, row.grounded_fraction = len(steps), grounded
+            row.priority = float(self.priority(turn))
+            s.flush()
+            known = set(s.scalars(select(StepRow.id).where(StepRow.turn_id == turn.id)))
+            for st in steps:
+                if st.id not in known:
+                    self._insert_step(s, st, turn.id)
+
+    @staticmethod
+    def _insert_step(s: Session, st: Step, turn_id: str) -> None:
+        s.execute(insert(StepRow).values(
+            id=st.id, turn_id=turn_id, idx=st.index, name=st.name, text=st.text,
+            score=float(st.score), grounded=bool(st.grounded), retrieval_ms=float(st.retrieval_ms),
+            generation_ms=float(st.generation_ms), excerpts=[excerpt_to_json(e) for e in st.excerpts]))
+        cites = [dict(step_id=st.id, candidate_id=None, position=i, excerpt_id=c.excerpt_id,
+                      quote=c.quote, valid=c.valid, problem=c.problem)
+                 for i, c in enumerate(st.citations)]
+        for pos, cand in enumerate(st.candidates):
+            cid = s.execute(insert(CandidateRow).values(
+                step_id=st.id, position=pos, text=cand.text, score=float(cand.score),
+                chosen=bool(cand.chosen), features={k: float(v) for k, v in cand.features.items()})
+            ).inserted_primary_key[0]
+            cites += [dict(step_id=st.id, candidate_id=cid, position=i, excerpt_id=c.excerpt_id,
+                           quote=c.quote, valid=c.valid, problem=c.problem)
+                      for i, c in enumerate(cand.citations)]
+        if cites:
+            s.execute(insert(CitationRow), cites)
+
+    def get_turn(self, turn_id: str) -> Turn | None:
+        with self._tx() as s:
+            row = s.get(TurnRow, turn_id)
+            if row is None:
+                return None
+            steps = self._load_steps(s, list(s.scalars(
+                select(StepRow).where(StepRow.turn_id == turn_id).order_by(StepRow.idx))))
+            return Turn(id=row.id, conversation_id=row.conversation_id, character_id=row.character_id,
+                        question=row.question, steps=steps, answer=row.answer, backend=row.backend,
+                        snapshot_id=row.snapshot_id, created_at=_aware(row.created_at),
+                        user_id=row.user_id)
+
+    def get_step(self, step_id: str) -> Step | None:
+        with self._tx() as s:
+            row = s.get(StepRow, step_id)
+            return self._load_steps(s, [row])[0] if row else None
+
+    @staticmethod
+    def _load_steps(s: Session, rows: Sequence[StepRow]) -> list[Step]:
+        ids = [r.id for r in rows]
+        cands: dict[str, list[CandidateRow]] = defaultdict(list)
+        for c in s.scalars(select(CandidateRow).where(CandidateRow.step_id.in_(ids))
+                           .order_by(CandidateRow.position)):
+            cands[c.step_id].append(c)
+        step_cites: dict[str, list[Citation]] = defaultdict(list)
+        cand_cites: dict[int, list[Citation]] = defaultdict(list)
+        for c in s.scalars(select(CitationRow).where(CitationRow.step_id.in_(ids))
+                           .order_by(CitationRow.position)):
+            cite = Citation(excerpt_id=c.excerpt_id, quote=c.quote, valid=c.valid, problem=c.problem)
+            (cand_cites[c.candidate_id] if c.candidate_id is not None else step_cites[c.step_id]).append(cite)
+        return [Step(id=r.id, turn_id=r.turn_id, index=r.idx, name=r.name, text=r.text,
+                     citations=step_cites[r.id], excerpts=[excerpt_from_json(e) for e in r.excerpts or []],
+                     candidates=[Candidate(text=c.text, citations=cand_cites[c.id], score=c.score,
+                                           chosen=c.chosen, features=dict(c.features or {}))
+                                 for c in cands[r.id]],
+                     score=r.score, grounded=r.grounded, retrieval_ms=r.retrieval_ms,
+                     generation_ms=r.generation_ms) for r in rows]
+
+    # ------------------------------------------------------------------ reviews
+    def validate_review(self, review: Review, role: Role | str) -> Role:
+        """Raise ReviewError if `review` given by someone with `role` is not acceptable."""
+        try:
+            role = Role(role)
+        except ValueError:
+            raise ReviewError(f"unknown role {role!r}; roles are reader, editor, lab") from None
+        try:
+            kind, source = ReviewKind(review.kind), ReviewSource(review.source)
+        except ValueError as exc:
+            raise ReviewError(f"bad review kind or source: {exc}") from None
+        reviewer = (review.reviewer or "").strip()
+        if not reviewer or len(reviewer) > MAX_NAME_CHARS:
+            raise ReviewError(f"a review needs a reviewer name of 1 to {MAX_NAME_CHARS} characters")
+        if kind is ReviewKind.editor and role is Role.reader:
+            raise ReviewError(f"{reviewer!r} is a reader: only editors and lab members can give editor "
+                              "ratings (-1/0/+1); readers give thumbs (kind=reader)")
+        allowed = EDITOR_RATINGS if kind is ReviewKind.editor else READER_RATINGS
+        if isinstance(review.rating, bool) or review.rating not in allowed:
+            raise ReviewError(f"rating {review.rating!r} is out of range for a {kind.value} review; "
+                              f"allowed: {', '.join(f'{r:+d}' for r in allowed)}")
+        if source is ReviewSource.inferred:
+            raise ReviewError("inferred labels are made by the store after a -1, not recorded directly")
+        if source is ReviewSource.machine and role is not Role.lab:
+            raise ReviewError("machine labels (from the step verifier) are recorded with the lab role")
+        if len(review.correction or "") > self.max_correction_chars:
+            raise ReviewError(f"the correction is {len(review.correction)} characters; the limit is "
+                              f"{self.max_correction_chars}. Shorten it and submit again.")
+        for tag in review.fault_tags:
+            try:
+                FaultTag(tag)
+            except ValueError:
+                raise ReviewError(f"unknown fault tag {tag!r}; use one of: "
+                                  + ", ".join(t.value for t in FaultTag)) from None
+        return role
+
+    def record_review(self, review: Review, role: Role | str) -> Review:
+        """Validate and store one review in its own transaction; returns it as stored."""
+        self.validate_review(review, role)
+        for attempt in range(3):
+            try:
+                return self._record(review)
+            except IntegrityError:     # a concurrent first review by the same person: now an update
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _record(self, review: Review) -> Review:
+        kind, source = ReviewKind(review.kind).value, ReviewSource(review.source).value
+        reviewer = review.reviewer.strip()
+        tags = [FaultTag(t).value for t in review.fault_tags]
+        now = _now()
+        with self._tx() as s:
+            step = s.get(StepRow, review.step_id)
+            if step is None:
+                raise ReviewError(f"unknown step id {review.step_id!r}: it was never saved (or was "
+                                  "deleted); reload the turn and review again")
+            row = s.scalar(select(ReviewRow).where(
+                ReviewRow.step_id == step.id, ReviewRow.reviewer == reviewer,
+                ReviewRow.kind == kind).with_for_update())
+            action = "update"
+            if row is None:
+                action = "create"
+                row = ReviewRow(step_id=step.id, turn_id=step.turn_id, reviewer=reviewer, kind=kind,
+                                created_at=now)
+                s.add(row)
+            row.rating, row.correction, row.fault_tags = review.rating, review.correction or "", tags
+            row.source, row.updated_at = source, now
+            s.flush()
+            _history(s, row, action, now)
+            if kind == ReviewKind.editor.value and source == ReviewSource.human.value:
+                self._refresh_inferred(s, step.turn_id, reviewer, now)
+            return review_from_row(row)
+
+    @staticmethod
+    def _refresh_inferred(s: Session, turn_id: str, reviewer: str, now: datetime) -> None:
+        """Make `reviewer`'s inferred -1 labels exactly the steps after their first human -1."""
+        steps = s.execute(select(StepRow.id, StepRow.idx).where(StepRow.turn_id == turn_id)
+                          .order_by(StepRow.idx)).all()
+        mine = {r.step_id: r for r in s.scalars(select(ReviewRow).where(
+            ReviewRow.turn_id == turn_id, ReviewRow.reviewer == reviewer,
+            ReviewRow.kind == ReviewKind.editor.value))}
+        idx_of = {sid: idx for sid, idx in steps}
+        wrong = [idx_of[sid] for sid, r in mine.items()
+                 if r.source == ReviewSource.human.value and r.rating == -1]
+        first_wrong = min(wrong) if wrong else None
+        for sid, idx in steps:
+            row = mine.get(sid)
+            should = first_wrong is not None and idx > first_wrong
+            if should and row is None:
+                row = ReviewRow(step_id=sid, turn_id=turn_id, reviewer=reviewer,
+                                kind=ReviewKind.editor.value, rating=-1, correction="", fault_tags=[],
+                                source=ReviewSource.inferred.value, created_at=now, updated_at=now)
+                s.add(row)
+                s.flush()
+                _history(s, row, "create", now)
+            elif not should and row is not None and row.source == ReviewSource.inferred.value:
+                _history(s, row, "delete", now)
+                s.delete(row)
+        s.flush()
+
+    def delete_review(self, step_id: str, reviewer: str, kind: ReviewKind | str = ReviewKind.editor) -> bool:
+        """Withdraw a review (history kept); inferred labels follow.  False if there was none."""
+        kind = ReviewKind(kind).value
+        with self._tx() as s:
+            row = s.scalar(select(ReviewRow).where(ReviewRow.step_id == step_id,
+                                                   ReviewRow.reviewer == reviewer,
+                                                   ReviewRow.kind == kind).with_for_update())
+            if row is None:
+                return False
+            now, turn_id = _now(), row.turn_id
+            _history(s, row, "delete", now)
+            s.delete(row)
+            s.flush()
+            if kind == ReviewKind.editor.value:
+                self._refresh_inferred(s, turn_id, reviewer, now)
+            return True
+
+    def reviews_for_step(self, step_id: str, *, kind: ReviewKind | str | None = None,
+                         include_inferred: bool = True, include_machine: bool = True) -> list[Review]:
+        q = select(ReviewRow).where(ReviewRow.step_id == step_id).order_by(ReviewRow.id)
+        if kind is not None:
+            q = q.where(ReviewRow.kind == ReviewKind(kind).value)
+        if not include_inferred:
+            q = q.where(ReviewRow.source != ReviewSource.inferred.value)
+        if not include_machine:
+            q = q.where(ReviewRow.source != ReviewSource.machine.value)
+        with self._tx() as s:
+            return [review_from_row(r) for r in s.scalars(q)]
+
+    def reviews_for_turn(self, turn_id: str) -> dict[str, list[Review]]:
+        """step id -> its reviews (all kinds and sources), for showing a turn with its state."""
+        out: dict[str, list[Review]] = defaultdict(list)
+        with self._tx() as s:
+            for r in s.scalars(select(ReviewRow).where(ReviewRow.turn_id == turn_id).order_by(ReviewRow.id)):
+                out[r.step_id].append(review_from_row(r))
+        return dict(out)
+
+    def review_history(self, step_id: str, reviewer: str | None = None) -> list[HistoryEntry]:
+        q = select(ReviewHistoryRow).where(ReviewHistoryRow.step_id == step_id)
+        if reviewer is not None:
+            q = q.where(ReviewHistoryRow.reviewer == reviewer)
+        with self._tx() as s:
+            return [HistoryEntry(review_id=h.review_id, step_id=h.step_id, reviewer=h.reviewer,
+                                 kind=ReviewKind(h.kind), rating=h.rating, correction=h.correction,
+                                 fault_tags=tuple(FaultTag(t) for t in h.fault_tags or ()),
+                                 source=ReviewSource(h.source), action=h.action,
+                                 recorded_at=_aware(h.recorded_at))
+                    for h in s.scalars(q.order_by(ReviewHistoryRow.id))]
+
+    def iter_labelled_steps(self, character: str | None = None, *, include_machine: bool = False,
+                            batch: int = 200) -> Iterator[tuple[str, str, Step, list[Review]]]:
+        """(character_id, question, step, reviews) for every reviewed step, streamed in batches."""
+        from app.review.exports import iter_turn_records
+
+        for rec in iter_turn_records(self.engine, character=character, include_machine=include_machine,
+                                     batch=batch):
+            for step in rec.steps:
+                reviews = rec.reviews.get(step.id, [])
+                if reviews:
+                    yield rec.character_id, rec.question, step, reviews
+
+
+def _history(s: Session, row: ReviewRow, action: str, now: datetime) -> None:
+    s.add(ReviewHistoryRow(review_id=row.id, step_id=row.step_id, reviewer=row.reviewer, kind=row.kind,
+                           rating=row.rating, correction=row.correction or "",
+                           fault_tags=list(row.fault_tags or []), source=row.source, action=action,
+                           recorded_at=now))

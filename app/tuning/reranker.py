@@ -1,0 +1,216 @@
+"""The learned retrieval re-ranker and the `domain.Retriever` wrapper that applies it.
+
+Training data: excerpts that good steps cited (positives) and excerpts that
+steps rated -1 for a wrong / not-in-book excerpt cited (negatives).  Features
+per (query, excerpt) are read off the base hybrid retriever's pool: fused, dense
+and BM25 scores (relative to the pool's best) and ranks, query–excerpt word and
+bigram overlap (plain and idf-weighted within the pool), excerpt length, and the
+labels the excerpt has gathered from earlier reviews (leave-one-out in
+training).  The wrapper fetches a wider pool (``pool_factor`` × top_k) from the
+base retriever and returns its top_k by the learned score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from app.domain import Excerpt, Retriever
+from app.tuning.labels import LabelledStep
+from app.tuning.linear import LinearModel
+from app.tuning.text import bigram_overlap, content_tokens, idf_table, overlap, tokens, weighted_overlap
+
+
+def _inv(rank: int | None) -> float:
+    return 1.0 / rank if rank else 0.0
+
+
+def pool_features(query: str, pool: Sequence[Excerpt],
+                  priors: Mapping[str, tuple[int, int]] | None = None) -> list[dict[str, float]]:
+    """One feature dict per excerpt of a retrieved pool (same order as the pool)."""
+    priors = priors or {}
+    q_all = tokens(query)
+    q_terms = content_tokens(query)
+    texts = [tokens(e.text) for e in pool]
+    idf = idf_table(texts)
+    default_idf = math.log(len(pool) + 1.0) if pool else 1.0
+    scores = [e.scores for e in pool]
+    max_fused = max((s.fused for s in scores if s), default=0.0) or 1.0
+    max_bm25 = max((s.bm25 or 0.0 for s in scores if s), default=0.0) or 1.0
+    max_dense = max((s.dense for s in scores if s and s.dense is not None), default=0.0)
+    fused_order = sorted(range(len(pool)), key=lambda i: -(scores[i].fused if scores[i] else 0.0))
+    fused_rank = {i: r + 1 for r, i in enumerate(fused_order)}
+    rows: list[dict[str, float]] = []
+    for i, ex in enumerate(pool):
+        s = scores[i]
+        good, bad = priors.get(ex.id, (0, 0))
+        row = {
+            "fused_ratio": (s.fused / max_fused) if s else 0.0,
+            "fused_rr": 1.0 / fused_rank[i],
+            "dense": (s.dense if s and s.dense is not None else 0.0),
+            "dense_gap": ((s.dense - max_dense) if s and s.dense is not None else -1.0),
+            "dense_missing": 0.0 if s and s.dense is not None else 1.0,
+            "dense_rr": _inv(s.dense_rank if s else None),
+            "bm25_ratio": ((s.bm25 or 0.0) / max_bm25) if s else 0.0,
+            "bm25_missing": 0.0 if s and s.bm25 is not None else 1.0,
+            "bm25_rr": _inv(s.bm25_rank if s else None),
+            "overlap": overlap(q_terms, texts[i]),
+            "idf_overlap": weighted_overlap(q_terms, texts[i], idf, default_idf),
+            "bigram_overlap": bigram_overlap(q_all, texts[i]),
+            "log_len": math.log1p(len(texts[i])),
+            "prior_good": math.log1p(good),
+            "prior_bad": math.log1p(bad),
+            "prior_net": (good - bad) / (good + bad + 1.0),
+        }
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class RerankerReport:
+    n_examples: int
+    n_positive: int
+    n_negative: int
+    excerpts_with_priors: int
+    heldout: dict = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def excerpt_priors(items: Sequence[LabelledStep]) -> dict[str, tuple[int, int]]:
+    """(good, bad) citation counts per excerpt id from human reviews."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for item in items:
+        label = item.excerpt_label
+        if label is None:
+            continue
+        for eid in item.cited_ids:
+            counts[eid][0 if label > 0 else 1] += 1
+    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def training_rows(items: Sequence[LabelledStep],
+                  priors: Mapping[str, tuple[int, int]]) -> tuple[list[dict[str, float]], list[int], list[str]]:
+    rows: list[dict[str, float]] = []
+    labels: list[int] = []
+    groups: list[str] = []
+    for item in items:
+        label = item.excerpt_label
+        if label is None or not item.step.excerpts:
+            continue
+        cited = set(item.cited_ids)
+        if not cited:
+            continue
+        query = item.query or item.question
+        pool = list(item.step.excerpts)
+        # leave-one-out: this review's own label must not feed its excerpt's prior
+        own = {eid: ((1, 0) if label > 0 else (0, 1)) for eid in cited}
+        loo = {eid: (max(0, priors.get(eid, (0, 0))[0] - own[eid][0]),
+                     max(0, priors.get(eid, (0, 0))[1] - own[eid][1])) for eid in cited}
+        feats = pool_features(query, pool, {**priors, **loo})
+        for ex, row in zip(pool, feats):
+            if ex.id in cited:
+                rows.append(row)
+                labels.append(1 if label > 0 else 0)
+                groups.append(item.turn_id)
+    return rows, labels, groups
+
+
+PRIOR_FEATURES = ("prior_good", "prior_bad", "prior_net")
+
+
+def _combine(content: LinearModel, prior_stage: LinearModel) -> LinearModel:
+    """One linear model: a * content logit + prior weights (stage two is fitted on both)."""
+    names = list(content.feature_names) + [n for n in PRIOR_FEATURES if n not in content.feature_names]
+    idx = {n: i for i, n in enumerate(prior_stage.feature_names)}
+    a = prior_stage.coef[idx["content"]] / prior_stage.scale[idx["content"]] if "content" in idx else 1.0
+    # content logit = sum(c_i * (x_i - m_i) / s_i) + b ; stage two standardises it once more
+    coef = [a * c for c in content.coef]
+    mean, scale = list(content.mean), list(content.scale)
+    intercept = prior_stage.intercept + a * (content.intercept - prior_stage.mean[idx["content"]]) \
+        if "content" in idx else content.intercept
+    for n in PRIOR_FEATURES:
+        if n in content.feature_names:
+            continue
+        if n in idx:
+            coef.append(prior_stage.coef[idx[n]])
+            mean.append(prior_stage.mean[idx[n]])
+            scale.append(prior_stage.scale[idx[n]])
+        else:
+            coef.append(0.0)
+            mean.append(0.0)
+            scale.append(1.0)
+    return LinearModel(names, mean, scale, coef, intercept, n_train=content.n_train,
+                       positive_rate=content.positive_rate, kind="logistic-two-stage")
+
+
+def fit_two_stage(rows: Sequence[Mapping[str, float]], labels: Sequence[int], *, c: float = 1.0) -> LinearModel:
+    """Content features first (what carries over to excerpts nobody has reviewed), then the
+    excerpt's gathered labels on top, so priors cannot crowd the content weights out."""
+    content_rows = [{k: v for k, v in r.items() if k not in PRIOR_FEATURES} for r in rows]
+    content = LinearModel.fit(content_rows, labels, c=c)
+    logits = content.decision(content_rows).tolist()
+    stage_rows = [{"content": z, **{k: r.get(k, 0.0) for k in PRIOR_FEATURES}} for z, r in zip(logits, rows)]
+    if len(set(labels)) < 2:
+        return content
+    return _combine(content, LinearModel.fit(stage_rows, labels, c=c))
+
+
+def train_reranker(items: Sequence[LabelledStep], *, c: float = 1.0) -> tuple[LinearModel, dict[str, tuple[int, int]], RerankerReport]:
+    priors = excerpt_priors(items)
+    rows, labels, groups = training_rows(items, priors)
+    if not rows:
+        raise ValueError("no excerpt labels: the re-ranker needs steps rated +1, or -1 with a "
+                         "'wrong_excerpt' / 'not_in_book' fault")
+    if len(set(labels)) < 2:
+        raise ValueError(f"all {len(labels)} excerpt labels are {'good' if labels[0] else 'bad'}: "
+                         "the re-ranker needs both cited-and-approved and wrong-excerpt steps")
+    heldout: dict = {}
+    turns = sorted(set(groups))
+    if len(turns) >= 8:
+        held = set(turns[::4])
+        tr = [k for k, g in enumerate(groups) if g not in held]
+        te = [k for k, g in enumerate(groups) if g in held]
+        if len({labels[k] for k in tr}) == 2:
+            from app.tuning.verifier import agreement
+
+            probe = fit_two_stage([rows[k] for k in tr], [labels[k] for k in tr], c=c)
+            probs = probe.predict_proba([rows[k] for k in te]).tolist()
+            heldout = agreement([labels[k] for k in te], probs)
+    model = fit_two_stage(rows, labels, c=c)
+    report = RerankerReport(len(rows), sum(labels), len(labels) - sum(labels),
+                            len(priors), heldout, model.weights())
+    return model, priors, report
+
+
+class RerankingRetriever:
+    """A `domain.Retriever` that re-scores the base retriever's wider pool with the learned model."""
+
+    def __init__(self, base: Retriever, model: LinearModel,
+                 priors: Mapping[str, tuple[int, int]] | None = None, *, pool_factor: int = 3) -> None:
+        self.base = base
+        self.model = model
+        self.priors = dict(priors or {})
+        self.pool_factor = max(1, pool_factor)
+
+    def retrieve(self, query: str, *, top_k: int = 5,
+                 book_ids: Sequence[str] | None = None) -> list[Excerpt]:
+        pool = self.base.retrieve(query, top_k=top_k * self.pool_factor, book_ids=book_ids)
+        if len(pool) <= 1:
+            return pool[:top_k]
+        scores = self.model.decision(pool_features(query, pool, self.priors)).tolist()
+        order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
+        return [pool[i] for i in order[:top_k]]
+
+    def get(self, excerpt_id: str) -> Excerpt | None:
+        return self.base.get(excerpt_id)
+
+    def __getattr__(self, name: str):
+        # anything else the base offers (e.g. book listing) passes through
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)

@@ -1,0 +1,310 @@
+"""Versioned tuning snapshots: artefacts on disk, activation history, and the active pointer.
+
+Layout under ``<data_dir>/snapshots/<character>/``:
+  ``<version>/``    meta.json, verifier.json, reranker.json, priors.json, exemplars.jsonl
+  ``ACTIVE``        the active version (one line, replaced atomically; empty = untuned)
+  ``history.json``  versions in the order they were activated (what rollback walks back)
+The folders are the source of truth; a `SnapshotMirror` (`StoreMirror`: the
+review store's tuning snapshot table) gets every new snapshot and activation so
+the rest of the app can list them.  `active_snapshot(settings, character_id)` only stats the ``ACTIVE``
+file per call and reloads when it changed, so a running app picks up a newly
+activated snapshot for its next conversation without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from app.domain import Retriever
+from app.settings import Settings
+from app.tuning.exemplars import SnapshotExemplars
+from app.tuning.linear import LinearModel
+from app.tuning.reranker import RerankingRetriever
+from app.tuning.verifier import VerifierScorer, prelabel_allowed
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class SnapshotError(ValueError):
+    pass
+
+
+@dataclass
+class SnapshotMeta:
+    character_id: str
+    version: str                       # "v1", "v2", ...
+    created_at: str
+    n_reviews: int = 0
+    metrics: dict = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)   # "verifier", "reranker", "exemplars"
+    notes: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.character_id}@{self.version}"
+
+    def to_dict(self) -> dict:
+        return {"character_id": self.character_id, "version": self.version,
+                "created_at": self.created_at, "n_reviews": self.n_reviews,
+                "metrics": self.metrics, "parts": self.parts, "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SnapshotMeta":
+        return cls(d["character_id"], d["version"], d["created_at"], int(d.get("n_reviews", 0)),
+                   dict(d.get("metrics", {})), list(d.get("parts", [])), d.get("notes", ""))
+
+
+def _check_id(value: str, what: str) -> str:
+    if not value or not _SAFE.match(value):
+        raise SnapshotError(f"invalid {what} {value!r}: use letters, digits, '-', '_' or '.'")
+    return value
+
+
+def snapshots_root(settings: Settings) -> Path:
+    return settings.data_dir / "snapshots"
+
+
+def character_dir(settings: Settings, character_id: str) -> Path:
+    return snapshots_root(settings) / _check_id(character_id, "character id")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- mirror (review store table)
+
+class SnapshotMirror(Protocol):
+    """Where snapshot records are mirrored for the rest of the app (the review store's table)."""
+
+    def add(self, meta: SnapshotMeta, folder: Path) -> None: ...
+    def set_active(self, character_id: str, version: str | None) -> None: ...
+
+
+class StoreMirror:
+    """Mirrors snapshots into `ReviewStore`'s tuning snapshot table (id ``<character>@<version>``)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def add(self, meta: SnapshotMeta, folder: Path) -> None:
+        metrics = {**meta.metrics, "version": meta.version, "n_reviews": meta.n_reviews,
+                   "parts": meta.parts, "notes": meta.notes}
+        self.store.add_snapshot(meta.id, meta.character_id, metrics=metrics, artifact_path=str(folder))
+
+    def set_active(self, character_id: str, version: str | None) -> None:
+        if version is None:
+            self.store.deactivate_snapshots(character_id)
+        else:
+            self.store.activate_snapshot(f"{character_id}@{version}")
+
+
+def _history_path(settings: Settings, character_id: str) -> Path:
+    return character_dir(settings, character_id) / "history.json"
+
+
+def _read_history(settings: Settings, character_id: str) -> list[str]:
+    path = _history_path(settings, character_id)
+    if not path.exists():
+        return []
+    try:
+        return [str(v) for v in json.loads(path.read_text(encoding="utf-8"))]
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise SnapshotError(f"{path} is not a JSON list of versions ({exc}); fix or delete it "
+                            "(the snapshots themselves are untouched)") from exc
+
+
+def _write_history(settings: Settings, character_id: str, history: list[str]) -> None:
+    _atomic_write(_history_path(settings, character_id), json.dumps(history))
+
+
+# ---------------------------------------------------------------- loaded snapshot
+
+@dataclass
+class LoadedSnapshot:
+    meta: SnapshotMeta
+    path: Path
+    verifier: LinearModel | None
+    reranker: LinearModel | None
+    priors: dict[str, tuple[int, int]]
+    exemplars: SnapshotExemplars | None
+    prelabel_confidence: float = 0.9
+    prelabel_enabled: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+    def scorer(self) -> VerifierScorer | None:
+        """The engine's `scorer=` (None when this snapshot has no verifier)."""
+        if self.verifier is None:
+            return None
+        return VerifierScorer(self.verifier, prelabel_confidence=self.prelabel_confidence,
+                              prelabel_enabled=self.prelabel_enabled)
+
+    def wrap(self, retriever: Retriever, *, pool_factor: int = 3) -> Retriever:
+        """The engine's `retriever=`: the base retriever re-ranked (unchanged without a re-ranker)."""
+        if self.reranker is None:
+            return retriever
+        return RerankingRetriever(retriever, self.reranker, self.priors, pool_factor=pool_factor)
+
+    def exemplar_source(self) -> SnapshotExemplars | None:
+        return self.exemplars if self.exemplars is not None and len(self.exemplars) else None
+
+
+def save_artefacts(settings: Settings, meta: SnapshotMeta, *, verifier: LinearModel | None,
+                   reranker: LinearModel | None, priors: dict[str, tuple[int, int]] | None,
+                   exemplars: SnapshotExemplars | None,
+                   mirror: SnapshotMirror | None = None) -> Path:
+    folder = character_dir(settings, meta.character_id) / _check_id(meta.version, "version")
+    if folder.exists():
+        raise SnapshotError(f"snapshot {meta.id} already exists at {folder}")
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    meta.parts = []
+    if verifier is not None:
+        verifier.save(tmp / "verifier.json")
+        meta.parts.append("verifier")
+    if reranker is not None:
+        reranker.save(tmp / "reranker.json")
+        (tmp / "priors.json").write_text(json.dumps({k: list(v) for k, v in (priors or {}).items()}),
+                                         encoding="utf-8")
+        meta.parts.append("reranker")
+    if exemplars is not None and len(exemplars):
+        exemplars.save(tmp / "exemplars.jsonl")
+        meta.parts.append("exemplars")
+    (tmp / "meta.json").write_text(json.dumps(meta.to_dict(), indent=1, ensure_ascii=False),
+                                   encoding="utf-8")
+    os.replace(tmp, folder)
+    if mirror is not None:
+        mirror.add(meta, folder)
+    return folder
+
+
+def next_version(settings: Settings, character_id: str) -> str:
+    folder = character_dir(settings, character_id)
+    numbers = [int(p.name[1:]) for p in folder.glob("v*") if p.is_dir() and p.name[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+def load_snapshot(settings: Settings, character_id: str, version: str) -> LoadedSnapshot:
+    folder = character_dir(settings, character_id) / _check_id(version, "version")
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        raise SnapshotError(f"no snapshot {character_id}@{version} (looked in {folder}); "
+                            f"see `bookbot snapshots list {character_id}`")
+    meta = SnapshotMeta.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
+    verifier = LinearModel.load(folder / "verifier.json") if (folder / "verifier.json").exists() else None
+    reranker = LinearModel.load(folder / "reranker.json") if (folder / "reranker.json").exists() else None
+    priors: dict[str, tuple[int, int]] = {}
+    if (folder / "priors.json").exists():
+        priors = {k: (int(v[0]), int(v[1])) for k, v in
+                  json.loads((folder / "priors.json").read_text(encoding="utf-8")).items()}
+    exemplars = SnapshotExemplars.load(folder / "exemplars.jsonl") if (folder / "exemplars.jsonl").exists() else None
+    enabled = prelabel_allowed(meta.metrics.get("verifier", {}),
+                               min_accuracy=getattr(settings, "prelabel_min_accuracy", None),
+                               min_auc=getattr(settings, "prelabel_min_auc", None))
+    return LoadedSnapshot(meta, folder, verifier, reranker, priors, exemplars,
+                          prelabel_confidence=getattr(settings, "prelabel_confidence", 0.9),
+                          prelabel_enabled=enabled)
+
+
+# ---------------------------------------------------------------- activation
+
+def list_snapshots(settings: Settings, character_id: str) -> list[SnapshotMeta]:
+    folder = character_dir(settings, character_id)
+    metas = []
+    for meta_path in folder.glob("*/meta.json"):
+        if meta_path.parent.name.startswith("."):
+            continue
+        try:
+            metas.append(SnapshotMeta.from_dict(json.loads(meta_path.read_text(encoding="utf-8"))))
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise SnapshotError(f"{meta_path} is damaged ({exc}); move that folder away") from exc
+    return sorted(metas, key=lambda m: (int(m.version[1:]) if m.version[1:].isdigit() else 0, m.version))
+
+
+def list_characters(settings: Settings) -> list[str]:
+    root = snapshots_root(settings)
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def active_version(settings: Settings, character_id: str) -> str | None:
+    pointer = character_dir(settings, character_id) / "ACTIVE"
+    try:
+        text = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def _write_pointer(settings: Settings, character_id: str, version: str | None) -> None:
+    _atomic_write(character_dir(settings, character_id) / "ACTIVE", (version or "") + "\n")
+
+
+def activate(settings: Settings, character_id: str, version: str,
+             mirror: SnapshotMirror | None = None) -> SnapshotMeta:
+    """Make `version` the character's active snapshot (new conversations use it)."""
+    meta = load_snapshot(settings, character_id, version).meta    # fails clearly if missing or broken
+    history = _read_history(settings, character_id)
+    if not history or history[-1] != version:
+        history.append(version)
+    _write_history(settings, character_id, history)
+    _write_pointer(settings, character_id, version)
+    if mirror is not None:
+        mirror.set_active(character_id, version)
+    return meta
+
+
+def rollback(settings: Settings, character_id: str, mirror: SnapshotMirror | None = None) -> str | None:
+    """Re-activate the previously active version; returns it (None = back to the untuned bot)."""
+    history = _read_history(settings, character_id)
+    current = active_version(settings, character_id)
+    if current is None:
+        raise SnapshotError(f"{character_id} has no active snapshot to roll back from")
+    if history and history[-1] == current:
+        history.pop()
+    previous = history[-1] if history else None
+    _write_history(settings, character_id, history)
+    _write_pointer(settings, character_id, previous)
+    if mirror is not None:
+        mirror.set_active(character_id, previous)
+    return previous
+
+
+_cache: dict[tuple[str, str], tuple[tuple[int, int], LoadedSnapshot | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def active_snapshot(settings: Settings, character_id: str) -> LoadedSnapshot | None:
+    """The character's active snapshot, or None (untuned).  Cheap: one stat() when nothing changed."""
+    pointer = character_dir(settings, character_id) / "ACTIVE"
+    try:
+        st = pointer.stat()
+        stamp = (st.st_mtime_ns, st.st_ino)
+    except FileNotFoundError:
+        return None
+    key = (str(settings.data_dir.resolve()), character_id)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached and cached[0] == stamp:
+            return cached[1]
+    version = active_version(settings, character_id)
+    loaded = load_snapshot(settings, character_id, version) if version else None
+    with _cache_lock:
+        _cache[key] = (stamp, loaded)
+    return loaded
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,104 @@
+"""Small text helpers the tuning models share: tokens, content words, overlap and similarity.
+
+Plain Python, language-light (``\\w+`` tokens work for English and Hangul), so the
+features computed at training time and at answer time are exactly the same.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+STOPWORDS = frozenset("""
+a an the and or but if then so of to in on at by for with from as into onto about over under
+is are was were be been being am do does did done have has had having not no nor
+i me my we our you your he him his she her it its they them their this that these those
+what which who whom whose when where why how there here all any each some such own same
+than too very can will just would should could may might must shall also only up down out off
+again further once more most other both few s t don now while during before after above below
+between through until against because own one did upon unto
+""".split())
+
+
+@lru_cache(maxsize=65536)
+def _tokens(text: str) -> tuple[str, ...]:
+    return tuple(t.lower() for t in _TOKEN.findall(text))
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens (cached: excerpts are tokenized once per process, not per query)."""
+    return list(_tokens(text or ""))
+
+
+@lru_cache(maxsize=65536)
+def _content(text: str) -> tuple[str, ...]:
+    return tuple(t for t in _tokens(text) if t not in STOPWORDS and not t.isdigit())
+
+
+def content_tokens(text: str) -> list[str]:
+    return list(_content(text or ""))
+
+
+def overlap(query_terms: Sequence[str], text_terms: Iterable[str]) -> float:
+    """Share of distinct query terms that occur in the text (0 when the query is empty)."""
+    q = set(query_terms)
+    if not q:
+        return 0.0
+    t = set(text_terms)
+    return len(q & t) / len(q)
+
+
+def bigram_overlap(query_terms: Sequence[str], text_terms: Sequence[str]) -> float:
+    q = set(zip(query_terms, query_terms[1:]))
+    if not q:
+        return 0.0
+    t = set(zip(text_terms, text_terms[1:]))
+    return len(q & t) / len(q)
+
+
+def idf_table(documents: Iterable[Sequence[str]]) -> dict[str, float]:
+    docs = [set(d) for d in documents]
+    n = len(docs)
+    df: Counter[str] = Counter()
+    for d in docs:
+        df.update(d)
+    return {term: math.log((n + 1) / (count + 0.5)) for term, count in df.items()}
+
+
+def weighted_overlap(query_terms: Sequence[str], text_terms: Iterable[str],
+                     idf: dict[str, float], default_idf: float) -> float:
+    q = set(query_terms)
+    if not q:
+        return 0.0
+    t = set(text_terms)
+    total = sum(idf.get(term, default_idf) for term in q)
+    hit = sum(idf.get(term, default_idf) for term in q & t)
+    return hit / total if total > 0 else 0.0
+
+
+def cosine(a: Counter[str], b: Counter[str]) -> float:
+    if not a or not b:
+        return 0.0
+    dot = sum(v * b.get(k, 0.0) for k, v in a.items())
+    na = math.sqrt(sum(v * v for v in a.values()))
+    nb = math.sqrt(sum(v * v for v in b.values()))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD-style token F1 (lower-cased word tokens, articles and punctuation ignored)."""
+    p = [t for t in tokens(prediction) if t not in {"a", "an", "the"}]
+    g = [t for t in tokens(gold) if t not in {"a", "an", "the"}]
+    if not p or not g:
+        return float(p == g)
+    common = Counter(p) & Counter(g)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)

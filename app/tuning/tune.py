@@ -1,0 +1,75 @@
+"""Build one tuning snapshot from labelled steps: verifier, re-ranker, exemplars, metrics.
+
+`train_parts` trains whatever the labels support (a part without enough data is
+skipped and the reason kept); `build_snapshot` saves the result as the
+character's next version and optionally activates it.  Where the labels come
+from is the caller's business: the review store for `bookbot tune`, a simulated
+editor for the FairytaleQA evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from app.settings import Settings
+from app.tuning.exemplars import SnapshotExemplars, exemplars_from
+from app.tuning.labels import LabelledStep
+from app.tuning.linear import LinearModel
+from app.tuning.reranker import train_reranker
+from app.tuning.snapshots import (SnapshotMeta, SnapshotMirror, activate, next_version, now_iso,
+                                  save_artefacts)
+from app.tuning.verifier import train_verifier
+
+MIN_VERIFIER_STEPS = 10
+
+
+@dataclass
+class TrainedParts:
+    verifier: LinearModel | None = None
+    reranker: LinearModel | None = None
+    priors: dict[str, tuple[int, int]] = field(default_factory=dict)
+    exemplars: SnapshotExemplars | None = None
+    metrics: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def train_parts(items: Sequence[LabelledStep]) -> TrainedParts:
+    parts = TrainedParts()
+    human = sum(1 for i in items if i.source.value == "human")
+    parts.metrics["labels"] = {"steps": len(items), "human": human, "inferred": len(items) - human,
+                               "good": sum(1 for i in items if i.good)}
+    if len(items) >= MIN_VERIFIER_STEPS and len({i.good for i in items}) == 2:
+        parts.verifier, report = train_verifier(items)
+        parts.metrics["verifier"] = report.to_dict()
+    else:
+        parts.notes.append(f"verifier skipped: needs >= {MIN_VERIFIER_STEPS} labelled steps with both "
+                           f"good and bad ones (have {len(items)})")
+    try:
+        parts.reranker, parts.priors, rr = train_reranker(items)
+        parts.metrics["reranker"] = rr.to_dict()
+    except ValueError as exc:
+        parts.notes.append(f"re-ranker skipped: {exc}")
+    parts.exemplars = SnapshotExemplars(exemplars_from(items))
+    parts.metrics["exemplars"] = {"n": len(parts.exemplars)}
+    if not len(parts.exemplars):
+        parts.notes.append("no exemplars: no step was approved (+1) or corrected by an editor")
+    return parts
+
+
+def build_snapshot(settings: Settings, character_id: str, items: Sequence[LabelledStep], *,
+                   make_active: bool = False, mirror: SnapshotMirror | None = None,
+                   parts: TrainedParts | None = None) -> SnapshotMeta:
+    """Train on `items`, save the character's next snapshot version, optionally activate it."""
+    if not items:
+        raise ValueError(f"no reviewed steps for {character_id!r}: editors must rate some steps "
+                         "(review desk) before `bookbot tune` has anything to learn from")
+    parts = parts or train_parts(items)
+    meta = SnapshotMeta(character_id=character_id, version=next_version(settings, character_id),
+                        created_at=now_iso(), n_reviews=len(items), metrics=parts.metrics,
+                        notes="; ".join(parts.notes))
+    save_artefacts(settings, meta, verifier=parts.verifier, reranker=parts.reranker,
+                   priors=parts.priors, exemplars=parts.exemplars, mirror=mirror)
+    if make_active:
+        activate(settings, character_id, meta.version, mirror=mirror)
+    return meta

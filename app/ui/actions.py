@@ -1,0 +1,133 @@
+"""What happens when a reader asks, a reviewer clicks, or an old thread is reopened.
+
+Owns: answering a chat message (input checks, language note, streaming the
+turn, keeping the conversation history), recording a review sent by the
+StepReview control (role taken from the database, never from the payload; the
+step must be one this session showed; nothing is stored when refused), and
+restoring a reopened thread (history, which controls belong to which step,
+controls refreshed with the reviews stored since).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import chainlit as cl
+
+from app.domain import ReviewKind, Role
+from app.ui import present, render
+from app.ui.services import get_services
+
+log = logging.getLogger("bookbot.ui")
+
+OFFLINE_NOTICE = ("**Offline mode.** No language model is configured, so each step is built from "
+                  "sentences of the book itself and the answer is assembled from those steps. "
+                  "Set `BOOKBOT_LLM_BASE_URL` and `BOOKBOT_LLM_MODEL` to use a model.")
+
+
+async def answer(text: str, thread_id: str) -> None:
+    services = get_services()
+    problem = present.check_question(text)
+    if problem:
+        await cl.Message(content=problem, author="Bookbot").send()
+        return
+    character_id = cl.user_session.get("character_id")
+    try:
+        character = await asyncio.to_thread(services.cards.get, character_id)
+    except KeyError:
+        await cl.Message(content=f"The character card {character_id!r} is gone (it was removed or "
+                         "renamed). Start a new chat and pick a character.", author="Bookbot").send()
+        return
+    note = present.language_notice(text, character.language)
+    if note:
+        await cl.Message(content=note, author="Bookbot").send()
+    history = [tuple(pair) for pair in (cl.user_session.get("history") or [])]
+    try:
+        turn = await render.stream_turn(services, character, text.strip(), history, thread_id)
+    except Exception as exc:  # the reader must see a reason, and the server keeps running
+        log.exception("turn failed")
+        await cl.Message(content=f"Sorry — this question could not be answered: {exc}",
+                         author="Bookbot").send()
+        return
+    if turn is not None:
+        history.append((turn.question, turn.answer))
+        cl.user_session.set("history", [list(p) for p in history[-10:]])
+
+
+async def record(payload: Any) -> dict[str, Any]:
+    """The ``review_step`` action: validate, check the role, store, refresh the turn's controls."""
+    services = get_services()
+    name = render.current_name()
+    account = await asyncio.to_thread(services.store.get_user, name)
+    if account is None:
+        return {"ok": False, "error": "review refused: your account no longer exists"}
+    role: Role = account.role          # the database decides, not the session or the payload
+    try:
+        request = present.parse_review_payload(payload, role)
+    except present.PayloadError as exc:
+        log.warning("refused review from %s (%s): %s", name, role.value, exc)
+        return {"ok": False, "error": str(exc)}
+    entry = render.controls_registry().get(request.step_id)
+    if entry is None:
+        return {"ok": False, "error": "review refused: that step is not shown in this chat; reload it"}
+    try:
+        stored = await asyncio.to_thread(services.store.record_review, request.to_review(name), role)
+    except ValueError as exc:          # ReviewError and friends carry a message for the user
+        return {"ok": False, "error": str(exc)}
+    except Exception as exc:
+        log.exception("review not stored")
+        return {"ok": False, "error": f"review not stored (database problem): {exc}"}
+    await render.refresh_controls(services.store, entry["turn_id"])
+    if stored.kind == ReviewKind.editor and stored.rating == -1:
+        message = "Recorded −1: the later steps of this turn now count as wrong."
+    else:
+        message = "Recorded."
+    return {"ok": True, "message": message, "review": present.review_dict(stored)}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return {}
+    return value or {}
+
+
+async def resume(thread: dict) -> None:
+    """Reopened thread: rebuild the history and the step → control map, refresh the controls."""
+    services = get_services()
+    profile = cl.user_session.get("chat_profile")
+    steps = thread.get("steps") or []
+    history: list[list[str]] = []
+    question = None
+    for st in steps:
+        if st.get("type") == "user_message":
+            question = st.get("output") or ""
+        elif st.get("type") == "assistant_message" and question is not None:
+            history.append([question, st.get("output") or ""])
+            question = None
+    cl.user_session.set("history", history[-10:])
+    for c in await asyncio.to_thread(services.cards.all):
+        if c.name == profile:
+            cl.user_session.set("character_id", c.id)
+    by_cl_step = {st["id"]: _json(st.get("metadata")) for st in steps}
+    registry = render.controls_registry()
+    turns: set[str] = set()
+    for el in thread.get("elements") or []:
+        if el.get("name") != "StepReview":
+            continue
+        props = _json(el.get("props"))
+        meta = by_cl_step.get(el.get("forId"), {})
+        step_id = props.get("step_id") or meta.get("bookbot_step_id")
+        if not step_id:
+            continue
+        registry[step_id] = {"element_id": el["id"], "for_id": el.get("forId"),
+                             "thread_id": thread.get("id"), "turn_id": props.get("turn_id", ""),
+                             "index": props.get("step_index", 0), "name": props.get("step_name", "")}
+        turns.add(props.get("turn_id", ""))
+    for turn_id in sorted(t for t in turns if t):
+        await render.refresh_controls(services.store, turn_id)

@@ -1,0 +1,190 @@
+"""`bookbot serve` (start the chat app) and `bookbot users add|list|set-role` (accounts).
+
+Owns the start-up sequence of the web app: upgrade the database (Alembic, our
+tables and Chainlit's), create demo users in explicit development mode only,
+refuse to start without any account (and say the one command that fixes it),
+make sure the books are there (Rich progress), keep a persistent auth secret
+in the data dir, then hand over to ``chainlit run app/ui/main.py``.  Heavy
+modules are imported inside the commands so ``bookbot --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+ROOT = Path(__file__).resolve().parents[2]          # where .chainlit/, public/, chainlit.md live
+ENTRY = Path(__file__).resolve().parent / "main.py"
+DEMO_USERS = (("reader", "reader"), ("editor", "editor"), ("lab", "lab"))
+PATH_SETTINGS = ("data_dir", "books_dir", "characters_dir", "reviews_dir", "local_books_dir",
+                 "embed_model_dir")
+
+users_app = typer.Typer(help="Accounts that can sign in to the chat: readers, editors, lab members.",
+                        no_args_is_help=True)
+
+
+def _settings():
+    from app.settings import Settings
+
+    settings = Settings()
+    settings.ensure_dirs()
+    return settings
+
+
+def _store(settings):
+    from app.review.db import upgrade
+    from app.review.store import ReviewStore
+
+    upgrade(settings.resolved_database_url)
+    return ReviewStore(settings.resolved_database_url)
+
+
+def demo_password(role: str) -> str:
+    return f"{role}-demo-password"
+
+
+def auth_secret(settings) -> str:
+    """BOOKBOT_AUTH_SECRET, else a random secret kept in <data_dir>/auth_secret (mode 600)."""
+    if settings.auth_secret:
+        return settings.auth_secret
+    path = settings.data_dir / "auth_secret"
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def server_env(settings, base: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """Environment for the chainlit process: absolute BOOKBOT_* paths (it runs in the repo root)."""
+    env = dict(os.environ if base is None else base)
+    for name in PATH_SETTINGS:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"BOOKBOT_{name.upper()}"] = str(Path(value).resolve())
+    if not settings.database_url:
+        env["BOOKBOT_DATABASE_URL"] = settings.resolved_database_url
+    env["CHAINLIT_AUTH_SECRET"] = auth_secret(settings)
+    env.pop("DATABASE_URL", None)     # Chainlit would build its own data layer from it
+    env.setdefault("CHAINLIT_APP_ROOT", str(ROOT))
+    return env
+
+
+def _sync_books(settings, console) -> bool:
+    """Fetch/import the manifests' books with a Rich progress bar; False when some are missing."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.library.sync import ensure_books
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("books", total=None)
+
+        def on_progress(message: str, done: int, total: int) -> None:
+            progress.update(task, description=message, completed=done, total=total or None)
+
+        report = ensure_books(settings, on_progress=on_progress)
+    console.print(report.summary())
+    return report.ok
+
+
+def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+          port: int = typer.Option(8000, help="TCP port."),
+          sync_books: bool = typer.Option(True, "--sync-books/--no-sync-books",
+                                          help="Fetch/import the manifests' books before starting."),
+          watch: bool = typer.Option(False, help="Reload when app/ui changes (development).")) -> None:
+    """Start the chat app: database upgrade, books, then `chainlit run app/ui/main.py`."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    settings = _settings()
+    with console.status("upgrading the database…"):
+        store = _store(settings)
+    console.print(f"database ready: {settings.resolved_database_url.split('@')[-1]}")
+    if settings.dev_mode:
+        existing = {u.name for u in store.list_users()}
+        for name, role in DEMO_USERS:
+            if name not in existing:
+                store.add_user(name, demo_password(role), role)
+        console.print("[yellow]development mode:[/] demo users "
+                      + ", ".join(f"{n} / {demo_password(r)}" for n, r in DEMO_USERS))
+    if not store.list_users():
+        console.print("[red]No user can sign in yet.[/] Create the first account, then start again:\n"
+                      "    bookbot users add YOUR_NAME --role lab\n"
+                      "(or set BOOKBOT_DEV_MODE=1 for demo users with known passwords — never in production)")
+        raise typer.Exit(2)
+    store.close()
+    if sync_books and not _sync_books(settings, console):
+        console.print("[yellow]Starting anyway:[/] characters whose books are missing answer from "
+                      "what is there (run the fix above, then restart).")
+    env = server_env(settings)
+    argv = [sys.executable, "-m", "chainlit", "run", str(ENTRY), "--host", host, "--port", str(port),
+            "--headless"]
+    if watch:
+        argv.append("--watch")
+    console.print(f"Bookbot on http://{host}:{port}  (Ctrl+C stops it)")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(ROOT)
+    os.execve(sys.executable, argv, env)
+
+
+@users_app.command("add")
+def users_add(name: str = typer.Argument(..., help="Sign-in name."),
+              role: str = typer.Option("reader", help="reader, editor or lab."),
+              password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                  help="Read the password from standard input.")) -> None:
+    """Add an account (asks for the password twice unless --password-stdin)."""
+    settings = _settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    store = _store(settings)
+    try:
+        user = store.add_user(name, password, role)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    typer.echo(f"added {user.name} ({user.role.value})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List accounts and their roles."""
+    from rich.console import Console
+    from rich.table import Table
+
+    store = _store(_settings())
+    table = Table("name", "role")
+    for user in store.list_users():
+        table.add_row(user.name, user.role.value)
+    store.close()
+    Console().print(table)
+
+
+@users_app.command("set-role")
+def users_set_role(name: str, role: str) -> None:
+    """Change an account's role (reader, editor, lab)."""
+    store = _store(_settings())
+    try:
+        user = store.set_role(name, role)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    typer.echo(f"{user.name} is now {user.role.value}" if user else f"{name}: role set to {role}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("serve")(serve)
+    root.add_typer(users_app, name="users")

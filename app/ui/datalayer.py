@@ -1,0 +1,103 @@
+"""Chainlit thread history on Bookbot's own database.
+
+Owns: building Chainlit's data layer on the async twin of
+``settings.resolved_database_url`` (sqlite+aiosqlite / postgresql+asyncpg), a
+small local storage client (Chainlit's SQLAlchemy layer silently drops every
+element without one), and ``BookbotDataLayer``, which fixes what Chainlit's
+SQLAlchemy layer gets wrong on our schema: thread tags on SQLite (a Python list
+does not bind; the review area's ``prepare_chainlit_engine`` hook fixes it), JSON columns read back as strings on SQLite (element props,
+step metadata), and steps losing ``defaultOpen`` when a thread is reopened
+(our step controls only show in open steps).  The tables themselves come from
+the review area's Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.data.storage_clients.base import BaseStorageClient
+
+
+class LocalStorageClient(BaseStorageClient):
+    """Keeps element payloads as files under a folder of the data dir.
+
+    Our elements are custom elements whose content lives in their props, so
+    no URL is needed to show them again; the file is the durable copy.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _path(self, object_key: str) -> Path:
+        safe = Path(object_key.replace("..", "_"))
+        path = (self.root / safe).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"object key escapes storage folder: {object_key!r}")
+        return path
+
+    async def upload_file(self, object_key: str, data: Union[bytes, str],
+                          mime: str = "application/octet-stream", overwrite: bool = True,
+                          content_disposition: str | None = None) -> Dict[str, Any]:
+        path = self._path(object_key)
+        if path.exists() and not overwrite:
+            return {"object_key": object_key, "url": None}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        return {"object_key": object_key, "url": None}
+
+    async def delete_file(self, object_key: str) -> bool:
+        path = self._path(object_key)
+        if path.exists():
+            path.unlink()
+            return True
+        return False
+
+    async def get_read_url(self, object_key: str) -> str:
+        return ""
+
+    async def close(self) -> None:
+        return None
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class BookbotDataLayer(SQLAlchemyDataLayer):
+    def __init__(self, sync_url: str, files_dir: Path):
+        from app.review.db import async_url
+
+        conninfo = async_url(sync_url)
+        self.is_sqlite = conninfo.startswith("sqlite")
+        connect_args = {"timeout": 30} if self.is_sqlite else {}
+        super().__init__(conninfo=conninfo, connect_args=connect_args,
+                         storage_provider=LocalStorageClient(files_dir))
+        from app.review.chainlit_tables import prepare_chainlit_engine
+
+        prepare_chainlit_engine(self.engine)  # list/dict parameters (thread tags) as JSON on SQLite
+
+    async def get_all_user_threads(self, user_id: Optional[str] = None,
+                                   thread_id: Optional[str] = None):
+        threads = await super().get_all_user_threads(user_id=user_id, thread_id=thread_id)
+        for thread in threads or []:
+            tags = _json_value(thread.get("tags"))
+            thread["tags"] = tags if isinstance(tags, list) else ([tags] if tags else [])
+            thread["metadata"] = _json_value(thread.get("metadata")) or {}
+            for step in thread.get("steps", []):
+                meta = _json_value(step.get("metadata"))
+                step["metadata"] = meta if isinstance(meta, dict) else {}
+                step["generation"] = _json_value(step.get("generation"))
+                if step["metadata"].get("bookbot_open"):
+                    step["defaultOpen"] = True  # type: ignore[typeddict-unknown-key]
+            for element in thread.get("elements", []):
+                props = _json_value(element.get("props"))
+                element["props"] = props if isinstance(props, dict) else {}
+        return threads

@@ -1,0 +1,131 @@
+"""The editors' review desk: a chat profile that walks through the review queue.
+
+Owns: showing one queued turn at a time (question, every step with its cited
+passages and the same StepReview controls as the chat — the reviews are the
+same records), progress counts, skip, next, and a filter by character.  The
+queue order comes from the review store (least grounded first, then newest,
+until the verifier re-prioritises).  Editors and lab members only: the role is
+read from the database on every desk action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import chainlit as cl
+
+from app.ui import present, render
+from app.ui.services import get_services
+
+DESK_PROFILE = "Review desk"
+ACTION = "desk"
+DESCRIPTION = ("**Editors' review desk.** Turns whose steps still need your rating, least grounded "
+               "first: one turn at a time with every step and its cited passages. Rate, correct, "
+               "tag — or skip. Type a character's name to filter, `all` to clear the filter, "
+               "`next` or `skip` to move on.")
+
+
+async def _allowed() -> bool:
+    account = await asyncio.to_thread(get_services().store.get_user, render.current_name())
+    if account is None or not present.can_edit(account.role):
+        await cl.Message(content="The review desk is for editors. Ask a lab member to run "
+                         "`bookbot users set-role YOUR_NAME editor`.", author="Review desk").send()
+        return False
+    return True
+
+
+def _names() -> dict[str, str]:
+    return {c.id: c.name for c in get_services().cards.all()}
+
+
+async def start() -> None:
+    if not await _allowed():
+        return
+    cl.user_session.set("desk_filter", None)
+    await show_next()
+
+
+def _filter_actions(current: str | None, names: dict[str, str], character_ids: list[str]) -> list[cl.Action]:
+    acts = [cl.Action(name=ACTION, payload={"op": "filter", "character": ""},
+                      label=("✓ " if current is None else "") + "All characters")]
+    for cid in character_ids:
+        label = names.get(cid, cid)
+        acts.append(cl.Action(name=ACTION, payload={"op": "filter", "character": cid},
+                              label=("✓ " if current == cid else "") + label))
+    return acts
+
+
+async def show_next() -> None:
+    services = get_services()
+    store, reviewer = services.store, render.current_name()
+    character = cl.user_session.get("desk_filter")
+    item = await asyncio.to_thread(store.next_turn, reviewer, character)
+    progress = await asyncio.to_thread(store.progress, reviewer, character)
+    names = await asyncio.to_thread(_names)
+    character_ids = await asyncio.to_thread(store.characters)
+    who = names.get(character, character) if character else "all characters"
+    counts = (f"**Progress ({who}):** {progress.steps_done} of {progress.steps_total} steps reviewed · "
+              f"{progress.turns_done} of {progress.turns_total} turns done · "
+              f"{progress.turns_pending} pending ({progress.turns_skipped} skipped)")
+    filters = _filter_actions(character, names, character_ids)
+    if item is None:
+        await cl.Message(content=f"Nothing left to review for {who}. 🎉\n\n{counts}",
+                         author="Review desk", actions=filters).send()
+        cl.user_session.set("desk_turn", None)
+        return
+    turn = await asyncio.to_thread(store.get_turn, item.turn_id)
+    if turn is None:
+        await cl.Message(content="That turn was deleted meanwhile; showing the next one.",
+                         author="Review desk").send()
+        await asyncio.to_thread(store.skip, reviewer, item.turn_id)
+        return await show_next()
+    cl.user_session.set("desk_turn", turn.id)
+    header = (f"{counts}\n\n**{names.get(turn.character_id, turn.character_id)}** · asked "
+              f"{item.created_at:%Y-%m-%d %H:%M} UTC · priority {item.priority:.2f}"
+              f"{' · skipped before' if item.skipped else ''} · {item.steps_done}/{item.steps_total} "
+              f"steps rated by you\n\n> {turn.question}")
+    nav = [cl.Action(name=ACTION, payload={"op": "next"}, label="Next turn"),
+           cl.Action(name=ACTION, payload={"op": "skip", "turn_id": turn.id}, label="Skip this turn")]
+    header += "\n\nRate the steps below, then go to the next turn — or skip this one for now."
+    await render.show_stored_turn(turn, names.get(turn.character_id, turn.character_id), header,
+                                  nav + filters)
+
+
+async def on_action(payload: Any) -> None:
+    if not await _allowed():
+        return
+    payload = payload if isinstance(payload, dict) else {}
+    op = payload.get("op")
+    store, reviewer = get_services().store, render.current_name()
+    if op == "skip" and isinstance(payload.get("turn_id"), str):
+        try:
+            await asyncio.to_thread(store.skip, reviewer, payload["turn_id"])
+        except ValueError as exc:
+            await cl.Message(content=str(exc), author="Review desk").send()
+    elif op == "filter":
+        cid = payload.get("character") or None
+        cl.user_session.set("desk_filter", cid if isinstance(cid, str) else None)
+    elif op != "next":
+        await cl.Message(content="Unknown desk action.", author="Review desk").send()
+        return
+    await show_next()
+
+
+async def on_message(text: str) -> None:
+    if not await _allowed():
+        return
+    word = (text or "").strip()
+    if word.lower() == "next":
+        return await on_action({"op": "next"})
+    if word.lower() == "skip":
+        turn_id = cl.user_session.get("desk_turn")
+        return await on_action({"op": "skip", "turn_id": turn_id} if turn_id else {"op": "next"})
+    if word.lower() in ("all", "*"):
+        return await on_action({"op": "filter", "character": ""})
+    names = await asyncio.to_thread(_names)
+    for cid, name in names.items():
+        if word.lower() in (cid.lower(), name.lower()):
+            return await on_action({"op": "filter", "character": cid})
+    await cl.Message(content="In the review desk, type `next`, `skip`, `all`, or a character's name "
+                     "(" + ", ".join(names.values()) + ").", author="Review desk").send()

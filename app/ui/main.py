@@ -1,0 +1,121 @@
+"""Chainlit entry point: ``chainlit run app/ui/main.py`` (``bookbot serve`` does it for you).
+
+Owns only the Chainlit callbacks and their wiring: password login against the
+review store's accounts, the data layer, one chat profile per character card
+(plus the editors' review desk), the greeting and the offline notice, message
+checks, and the ``review_step`` / desk action callbacks.  The work itself lives
+in ``render`` (streaming turns), ``actions`` (recording reviews), ``desk``
+(review queue) and ``services`` (engine, store, cards).  Nothing runs at import
+time except registering callbacks with Chainlit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+import chainlit as cl
+
+from app.ui import actions, desk, present, render
+from app.ui.services import get_services
+
+DESK_PROFILE = desk.DESK_PROFILE
+STARTER = "ask_starter"     # the card's starter questions, as buttons under the greeting
+
+
+@cl.data_layer
+def _data_layer() -> Any:
+    from app.ui.datalayer import BookbotDataLayer
+
+    settings = get_services().settings
+    return BookbotDataLayer(settings.resolved_database_url, settings.data_dir / "chainlit_files")
+
+
+@cl.password_auth_callback
+async def _login(username: str, password: str) -> Optional[cl.User]:
+    user = await asyncio.to_thread(get_services().store.authenticate, username, password)
+    if user is None:
+        return None
+    return cl.User(identifier=user.name, display_name=user.name,
+                   metadata={"role": user.role.value, "account_id": user.id})
+
+
+def _role_of(user: Optional[cl.User]) -> str:
+    return ((user.metadata if user else None) or {}).get("role", "reader")
+
+
+@cl.set_chat_profiles
+async def _profiles(current_user: Optional[cl.User], language: Optional[str] = None) -> list[cl.ChatProfile]:
+    services = get_services()
+    characters = await asyncio.to_thread(services.cards.all)   # re-reads changed cards: new chats see them
+    profiles = [
+        cl.ChatProfile(name=c.name, markdown_description=c.description,
+                       icon=present.icon_url(c.icon))
+        for c in characters
+    ]
+    if present.can_edit(_role_of(current_user)):
+        profiles.append(cl.ChatProfile(name=DESK_PROFILE, icon="/public/avatars/review_desk.svg",
+                                       markdown_description=desk.DESCRIPTION))
+    return profiles
+
+
+def _character_for_profile(profile: Optional[str]) -> Any:
+    characters = get_services().cards.all()
+    for c in characters:
+        if c.name == profile:
+            return c
+    return characters[0] if characters else None
+
+
+@cl.on_chat_start
+async def _start() -> None:
+    services = get_services()
+    profile = cl.user_session.get("chat_profile")
+    if profile == DESK_PROFILE:
+        await desk.start()
+        return
+    character = await asyncio.to_thread(_character_for_profile, profile)
+    if character is None:
+        await cl.Message(content="No character cards were found in "
+                         f"`{services.settings.characters_dir}`. A lab member can add one "
+                         "(see `bookbot cards --help`).", author="Bookbot").send()
+        return
+    cl.user_session.set("character_id", character.id)
+    cl.user_session.set("history", [])
+    starters = [cl.Action(name=STARTER, payload={"question": q}, label=q if len(q) <= 70 else q[:67] + "…")
+                for q in character.starters]
+    await cl.Message(content=character.greeting, author=character.name, actions=starters).send()
+    if services.offline:
+        await cl.Message(content=actions.OFFLINE_NOTICE, author="Bookbot").send()
+
+
+@cl.on_chat_resume
+async def _resume(thread: dict) -> None:
+    await actions.resume(thread)
+
+
+@cl.on_message
+async def _message(message: cl.Message) -> None:
+    if cl.user_session.get("chat_profile") == DESK_PROFILE:
+        await desk.on_message(message.content)
+        return
+    await actions.answer(message.content, message.thread_id)
+
+
+@cl.action_callback("review_step")
+async def _review(action: cl.Action) -> dict:
+    return await actions.record(action.payload)
+
+
+@cl.action_callback(desk.ACTION)
+async def _desk(action: cl.Action) -> None:
+    await desk.on_action(action.payload)
+
+
+@cl.action_callback(STARTER)
+async def _starter(action: cl.Action) -> None:
+    question = str((action.payload or {}).get("question", ""))
+    user = cl.user_session.get("user")
+    message = cl.Message(content=question, author=getattr(user, "identifier", "you"), type="user_message")
+    await message.send()
+    await actions.answer(question, cl.context.session.thread_id)

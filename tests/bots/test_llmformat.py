@@ -1,0 +1,58 @@
+"""The tolerant parser for model output and the streamed-JSON text extractor."""
+
+from __future__ import annotations
+
+from app.bots.backends.llmformat import parse_step_output, partial_text_field, resolve_id
+
+LABELS = {"E1": "gutenberg-244-aaa", "E2": "gutenberg-244-bbb"}
+
+
+def test_clean_json_with_labels_resolved():
+    d = parse_step_output('{"text": "I perceive.", "citations": [{"excerpt_id": "E2", "quote": "q1"},'
+                          ' {"excerpt_id": "gutenberg-244-aaa", "quote": "q2"}, {"excerpt_id": "E7", "quote": "x"}]}',
+                          LABELS)
+    assert d.text == "I perceive."
+    assert [c.excerpt_id for c in d.citations] == ["gutenberg-244-bbb", "gutenberg-244-aaa", "E7"]
+
+
+def test_fenced_and_chatty_json():
+    raw = 'Sure! Here it is:\n```json\n{"text": "Data!", "citations": [{"id": "[E1]", "quote": "data"}]}\n```'
+    d = parse_step_output(raw, LABELS)
+    assert d.text == "Data!" and d.citations[0].excerpt_id == "gutenberg-244-aaa"
+
+
+def test_truncated_json_is_repaired():
+    raw = '{"text": "You have been in Afghanistan, I perceive.", "citations": [{"excerpt_id": "E1", "quote": "You have be'
+    d = parse_step_output(raw, LABELS)
+    assert d.text == "You have been in Afghanistan, I perceive."
+    raw2 = '{\n\n"text"\n\n:\n\n"I have been in Afghanistan.",\n\n"citations"\n\n:\n\n[\n\n{\n\n"excerpt_id": "1734", "quote":'
+    d2 = parse_step_output(raw2, LABELS)
+    assert d2.text == "I have been in Afghanistan."
+
+
+def test_plain_text_with_markers():
+    d = parse_step_output('As [E1] says, "the game is afoot" and E2: \u201cmy dear Watson\u201d.', LABELS)
+    assert [(c.excerpt_id, c.quote) for c in d.citations] == [("gutenberg-244-aaa", "the game is afoot"),
+                                                             ("gutenberg-244-bbb", "my dear Watson")]
+
+
+def test_garbage_gives_none():
+    assert parse_step_output("", LABELS) is None
+    assert parse_step_output("{{{{", LABELS) is None
+    assert parse_step_output('{"citations": []}', LABELS) is None
+
+
+def test_partial_text_field_streaming():
+    full = '{"text": "Line one.\\nHe said \\"go\\" \\u00e9t\\u00e9", "citations": []}'
+    seen = [partial_text_field(full[:i]) for i in range(len(full) + 1)]
+    assert seen[0] is None
+    finals = [s for s in seen if s is not None]
+    assert finals[-1] == 'Line one.\nHe said "go" \u00e9t\u00e9'
+    for a, b in zip(finals, finals[1:]):
+        assert b.startswith(a)
+
+
+def test_resolve_id_variants():
+    assert resolve_id("e1", LABELS) == "gutenberg-244-aaa"
+    assert resolve_id("2", LABELS) == "gutenberg-244-bbb"
+    assert resolve_id("made-up", LABELS) == "made-up"

@@ -1,0 +1,152 @@
+"""The feedback loop end to end on a few FairytaleQA stories, with the real library index,
+engine, extractive backend and review store (SQLite): reviews in → snapshot → ranking moves."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from app.domain import Role
+from app.tuning import snapshots as snap
+from app.tuning.evaluation import Indexes, learning_curve, simulate_reviews
+from app.tuning.fairytaleqa import CHARACTER_ID, SimulatedEditor, load_split, storyteller
+from app.tuning.reranker import RerankingRetriever
+from app.tuning.tune import train_parts
+
+
+@pytest.fixture(scope="module")
+def data(shared_dir):
+    root = shared_dir / "eval" / "fairytaleqa"
+    train = load_split(root / "train")
+    random.Random(1).shuffle(train)
+    return train[:6], load_split(root / "val", limit=2)
+
+
+def _rank(retriever, query, story, excerpt_id, top_k=15):
+    ids = [e.id for e in retriever.retrieve(query, top_k=top_k, book_ids=[story])]
+    return ids.index(excerpt_id) + 1 if excerpt_id in ids else top_k + 1
+
+
+def test_tuning_moves_the_ranking_toward_the_reviews(data):
+    train, val = data
+    indexes = Indexes(None)            # BM25 side of the hybrid index: fast and model-free
+    labelled = simulate_reviews(train, indexes, 150, editor=SimulatedEditor(), candidates=4, seed=3)
+    assert len(labelled) == 150
+    assert {i.rating for i in labelled} == {-1, 1}
+    parts = train_parts(labelled)
+    assert parts.reranker is not None and parts.verifier is not None
+    assert parts.metrics["verifier"]["heldout"]["auc"] > 0.6
+
+    # every excerpt a review judged: approved ones move up, wrong ones move down
+    shift = []
+    for item in labelled:
+        label = item.excerpt_label
+        story = item.step.excerpts[0].book_id
+        base = indexes.get(next(s for s in train if s.name == story))
+        tuned = RerankingRetriever(base, parts.reranker, parts.priors)
+        for eid in item.cited_ids:
+            shift.append(label * (_rank(base, item.query, story, eid) - _rank(tuned, item.query, story, eid)))
+    assert sum(shift) / len(shift) > 0.1, sum(shift) / len(shift)
+    assert sum(s > 0 for s in shift) > sum(s < 0 for s in shift)
+
+    # the whole curve runs on val with the same reviews; metrics are shares
+    points, last = learning_curve(val, train, indexes, counts=(0, 150), labelled=labelled)
+    assert [p.reviews for p in points] == [0, 150]
+    for p in points:
+        assert p.metrics["questions"] == sum(len(s.questions) for s in val)
+        assert all(0.0 <= p.metrics[k] <= 1.0 for k in ("R@1", "R@3", "grounded", "F1", "chosen_good"))
+        assert p.metrics["R@3"] >= p.metrics["R@1"]
+    assert points[1].metrics["chosen_good"] > points[1].metrics["first_good"]
+
+
+def test_tune_from_the_review_store_and_pick_up_the_snapshot(data, settings):
+    from app.bots.backends.extractive import ExtractiveBackend
+    from app.bots.engine import Engine
+    from app.review import db
+    from app.review.store import ReviewStore
+    from app.tuning.service import collect_labelled_steps, tune_character
+
+    train, _ = data
+    settings.ensure_dirs()
+    db.upgrade(settings.resolved_database_url)
+    store = ReviewStore(settings.resolved_database_url)
+    indexes = Indexes(None)
+    editor = SimulatedEditor()
+    try:
+        for story in train[:3]:
+            engine = Engine(indexes.get(story), ExtractiveBackend(), sink=store, candidates=2)
+            for qa in story.questions[:12]:
+                turn = engine.answer(storyteller(story.name), qa.question, conversation_id=f"c-{story.name}")
+                for review in editor.review_turn(turn, qa.evidence):
+                    store.record_review(review, Role.editor)
+        items = collect_labelled_steps(store, CHARACTER_ID, storyteller(train[0].name))
+        assert len(items) == 3 * 12 * 3
+        assert all(i.query.startswith(i.question) for i in items)
+        before = {q.turn_id: q.priority for q in store.queue(CHARACTER_ID, limit=200)}
+
+        result = tune_character(settings, store, CHARACTER_ID, character=storyteller(train[0].name),
+                                items=items)
+        assert result.meta.version == "v1" and result.activated
+        assert set(result.meta.parts) == {"verifier", "reranker", "exemplars"}
+        rows = store.list_snapshots(CHARACTER_ID)
+        assert [r.id for r in rows] == [f"{CHARACTER_ID}@v1"] and rows[0].active
+        assert rows[0].metrics["verifier"]["heldout"]["n"] > 0
+        assert result.reprioritized == 36
+        after = {q.turn_id: q.priority for q in store.queue(CHARACTER_ID, limit=200)}
+        assert after.keys() == before.keys() or not after      # same turns, new order keys
+        assert all(0.0 <= p <= 1.0 for p in after.values())
+
+        # what a new conversation in the running app does: one call, tuned parts in the engine
+        loaded = snap.active_snapshot(settings, CHARACTER_ID)
+        assert loaded.id == f"{CHARACTER_ID}@v1"
+        base = indexes.get(train[0])
+        engine = Engine(loaded.wrap(base), ExtractiveBackend(), scorer=loaded.scorer(),
+                        exemplars=loaded.exemplar_source(), candidates=4)
+        turn = engine.answer(storyteller(train[0].name), train[0].questions[0].question,
+                             snapshot_id=loaded.id)
+        assert turn.snapshot_id == loaded.id
+        assert all(0.0 <= c.score <= 1.0 for s in turn.steps for c in s.candidates)
+
+        # rollback: files and the store's table agree, and new conversations are untuned again
+        assert snap.rollback(settings, CHARACTER_ID, mirror=snap.StoreMirror(store)) is None
+        assert snap.active_snapshot(settings, CHARACTER_ID) is None
+        assert store.active_snapshot(CHARACTER_ID) is None
+        meta = json.loads((settings.data_dir / "snapshots" / CHARACTER_ID / "v1" / "meta.json").read_text())
+        assert meta["n_reviews"] == 108
+    finally:
+        store.close()
+
+
+def test_prelabels_are_machine_reviews_once_the_threshold_is_met(data, settings):
+    from app.bots.backends.extractive import ExtractiveBackend
+    from app.bots.engine import Engine
+    from app.domain import ReviewSource
+    from app.review import db
+    from app.review.store import ReviewStore
+    from app.tuning.service import tune_character
+
+    train, _ = data
+    settings = settings.model_copy(update={"prelabel_min_accuracy": 0.5, "prelabel_confidence": 0.7})
+    settings.ensure_dirs()
+    db.upgrade(settings.resolved_database_url)
+    store = ReviewStore(settings.resolved_database_url)
+    indexes = Indexes(None)
+    labelled = simulate_reviews(train, indexes, 150, editor=SimulatedEditor(), candidates=2, seed=5)
+    story = train[3]
+    try:
+        engine = Engine(indexes.get(story), ExtractiveBackend(), sink=store, candidates=2)
+        turns = [engine.answer(storyteller(story.name), qa.question)     # unreviewed, in the queue
+                 for qa in story.questions[:8]]
+        result = tune_character(settings, store, CHARACTER_ID, items=labelled)
+        assert result.prelabelled > 0
+        stored = [r for t in turns for reviews in store.reviews_for_turn(t.id).values() for r in reviews]
+        assert len(stored) == result.prelabelled
+        assert all(r.source is ReviewSource.machine and r.reviewer == "verifier" for r in stored)
+        assert {r.rating for r in stored} <= {-1, 1}
+        # machine labels are never training data
+        from app.tuning.service import collect_labelled_steps
+        assert collect_labelled_steps(store, CHARACTER_ID) == []
+    finally:
+        store.close()

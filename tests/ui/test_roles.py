@@ -1,0 +1,58 @@
+"""Roles are enforced on the server: a hand-made editor payload from a reader stores nothing.
+
+Speaks Chainlit's own protocol (HTTP login + socket.io, see chat_client.py)
+against the real server, the way a tampering browser would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from app.domain import ReviewKind
+from chat_client import ChatClient
+from conftest import USERS
+
+pytestmark = pytest.mark.slow
+
+
+def run(coro):
+    with ThreadPoolExecutor(1) as pool:           # keeps asyncio away from Playwright's loop
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _forge(base: str) -> dict:
+    client = ChatClient(base, "rita", USERS["rita"][1], "Sherlock Holmes")
+    async with httpx.AsyncClient(timeout=30) as http:
+        await client.login(http)
+        await client.connect()
+        timing = await client.ask("What is the science of deduction?")
+        controls = [e for e in timing.elements if e.get("name") == "StepReview"]
+        step_id = controls[-1]["props"]["step_id"]
+        role_seen = controls[-1]["props"]["role"]
+        forged = await client.call_action(http, "review_step", {
+            "step_id": step_id, "kind": "editor", "rating": -1, "correction": "forged",
+            "fault_tags": ["other"], "role": "editor"})
+        unknown = await client.call_action(http, "review_step", {
+            "step_id": "not-a-step-of-this-chat", "kind": "reader", "rating": 1})
+        honest = await client.call_action(http, "review_step", {
+            "step_id": step_id, "kind": "reader", "rating": -1})
+        await client.close()
+    return {"step_id": step_id, "role_seen": role_seen, "forged": forged, "unknown": unknown,
+            "honest": honest, "timing": timing}
+
+
+def test_reader_forging_an_editor_review_is_refused_and_nothing_is_stored(ui_server, ui_store):
+    out = run(_forge(ui_server))
+    assert out["timing"].first_step_s is not None and out["timing"].answer_s is not None
+    assert out["role_seen"] == "reader"
+    forged = out["forged"]["response"]
+    assert forged["ok"] is False and "editor role" in forged["error"]
+    assert out["unknown"]["response"]["ok"] is False
+    assert out["honest"]["response"]["ok"] is True
+    stored = ui_store.reviews_for_step(out["step_id"])
+    assert [(r.kind, r.rating) for r in stored] == [(ReviewKind.reader, -1)]
+    assert ui_store.reviews_for_step(out["step_id"], kind=ReviewKind.editor) == []

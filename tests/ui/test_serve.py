@@ -1,0 +1,77 @@
+"""`bookbot serve` start-up rules and `bookbot users` (no server needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import build
+from app.ui import commands
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def env(settings, monkeypatch):
+    monkeypatch.setenv("BOOKBOT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("BOOKBOT_BOOKS_DIR", str(settings.books_dir))
+    monkeypatch.delenv("BOOKBOT_DEV_MODE", raising=False)
+    monkeypatch.delenv("BOOKBOT_AUTH_SECRET", raising=False)
+    return settings
+
+
+def test_serve_refuses_to_start_without_any_account_and_names_the_fix(env):
+    result = runner.invoke(build(), ["serve", "--no-sync-books"])
+    assert result.exit_code == 2
+    assert "bookbot users add" in result.output and "--role lab" in result.output
+
+
+def test_dev_mode_creates_demo_users_and_production_has_no_default_password(env, monkeypatch):
+    from app.review.store import ReviewStore
+
+    calls = []
+    monkeypatch.setattr(commands.os, "execve", lambda *a: calls.append(a))
+    monkeypatch.setattr(commands.os, "chdir", lambda *a: None)
+    monkeypatch.setenv("BOOKBOT_DEV_MODE", "1")
+    result = runner.invoke(build(), ["serve", "--no-sync-books", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    store = ReviewStore(env.resolved_database_url)
+    assert {u.name: u.role.value for u in store.list_users()} == {"reader": "reader", "editor": "editor",
+                                                                 "lab": "lab"}
+    assert store.authenticate("editor", commands.demo_password("editor")) is not None
+    store.close()
+    (_, argv, child_env), = calls
+    assert argv[-5:] == ["--host", "127.0.0.1", "--port", "8123", "--headless"][-5:]
+    assert "DATABASE_URL" not in child_env and child_env["CHAINLIT_AUTH_SECRET"]
+    assert child_env["BOOKBOT_DATA_DIR"] == str(env.data_dir.resolve())
+    secret_file = env.data_dir / "auth_secret"
+    assert oct(secret_file.stat().st_mode)[-3:] == "600"
+    assert commands.auth_secret(env) == child_env["CHAINLIT_AUTH_SECRET"]     # stable across starts
+
+
+def test_users_add_list_set_role(env):
+    app = build()
+    r = runner.invoke(app, ["users", "add", "ann", "--role", "editor", "--password-stdin"],
+                      input="long-enough-pw\n")
+    assert r.exit_code == 0 and "added ann (editor)" in r.output
+    r = runner.invoke(app, ["users", "add", "bob", "--password-stdin"], input="short\n")
+    assert r.exit_code == 1 and "too short" in r.output
+    r = runner.invoke(app, ["users", "set-role", "ann", "lab"])
+    assert r.exit_code == 0 and "ann is now lab" in r.output
+    r = runner.invoke(app, ["users", "set-role", "nobody", "lab"])
+    assert r.exit_code == 1 and "no user named" in r.output
+    r = runner.invoke(app, ["users", "list"])
+    assert "ann" in r.output and "lab" in r.output
+
+
+def test_chainlit_config_keeps_steps_and_controls_visible():
+    import tomllib
+
+    cfg = tomllib.loads((commands.ROOT / ".chainlit" / "config.toml").read_text())
+    assert cfg["UI"]["cot"] == "full"
+    assert cfg["features"]["spontaneous_file_upload"]["enabled"] is False
+    ko = json.loads((commands.ROOT / ".chainlit" / "translations" / "ko.json").read_text())
+    assert ko["auth"]["login"]["form"]["email"]["label"] == "사용자 이름"
+    assert (commands.ROOT / "chainlit_ko-KR.md").read_text().startswith("# Bookbot")
