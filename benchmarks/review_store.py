@@ -102,6 +102,9 @@ def seed(url: str, steps: int) -> None:
             conn.execute(insert(StepRow), sts)
             conn.execute(insert(CandidateRow), cands)
             conn.execute(insert(ReviewRow), revs)
+    with engine.connect() as conn:        # planner statistics, as autovacuum / a live db would have
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
     engine.dispose()
 
 

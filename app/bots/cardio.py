@@ -144,15 +144,46 @@ def v2_to_card_dict(v2: dict[str, Any], *, books: list[str] | None = None,
     return card
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def chara_from_png(data: bytes) -> str | None:
+    """The JSON text of a card embedded in a PNG (tEXt/iTXt chunk ``chara``, base64), if any."""
+    import base64
+    import struct
+    import zlib
+
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"tEXt" and body.startswith(b"chara\x00"):
+            return base64.b64decode(body[6:]).decode("utf-8")
+        if kind == b"iTXt" and body.startswith(b"chara\x00"):
+            flag, rest = body[6], body[8:]
+            text = rest.split(b"\x00", 2)[-1]
+            return base64.b64decode(zlib.decompress(text) if flag else text).decode("utf-8")
+    return None
+
+
 def import_v2(path: Path, *, books: list[str] | None = None, card_id: str | None = None) -> CardModel:
-    """Read a Character Card V2 JSON file and validate it as a Bookbot card."""
+    """Read a Character Card V2 (JSON, or a PNG card with a ``chara`` chunk) as a Bookbot card."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        blob = Path(path).read_bytes()
+        if blob.startswith(PNG_SIGNATURE):
+            text = chara_from_png(blob)
+            if text is None:
+                raise CardInvalid([CardError(Path(path), "(png)", "this PNG carries no character card",
+                                             "export the card as JSON or as a card PNG")])
+        else:
+            text = blob.decode("utf-8-sig")
+        raw = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            raise CardInvalid([CardError(Path(path), "(json)", f"not valid JSON: {exc.msg}",
+                                         "export the card again as JSON", exc.lineno)]) from exc
         raise CardInvalid([CardError(Path(path), "(file)", f"cannot read: {exc}", "check the path")]) from exc
-    except json.JSONDecodeError as exc:
-        raise CardInvalid([CardError(Path(path), "(json)", f"not valid JSON: {exc.msg}",
-                                     "export the card again as JSON", exc.lineno)]) from exc
     try:
         fields = v2_to_card_dict(raw, books=books, card_id=card_id)
     except ValueError as exc:

@@ -15,6 +15,7 @@ and finishes the turn with the offline extractive backend.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from app.domain import (Candidate, Character, Excerpt, ExemplarSource, Procedure
                         StepScorer, Turn, TurnSink)
 
 EARLIER_WORDS = 40
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ events
@@ -112,11 +114,11 @@ class Engine:
         try:
             cand.score = float(self.scorer.score(question=question, step=proc, step_index=index,
                                                  candidate=cand, excerpts=excerpts))
-        except Exception as exc:  # a broken plug-in scorer must not lose the turn
+        except Exception:  # a broken plug-in scorer must not lose the turn: fall back to grounding
+            log.exception("step scorer %r failed; using the grounding score", self.scorer)
             cand.features["scorer_error"] = 1.0
             cand.score = GroundingScorer().score(question=question, step=proc, step_index=index,
                                                  candidate=cand, excerpts=excerpts)
-            cand.features.setdefault("scorer_error_msg_len", float(len(str(exc))))
         return cand
 
     def _generate(self, backend: Backend, request: StepRequest, index: int,

@@ -25,8 +25,10 @@ TOKENIZER_FILE = "tokenizer.json"
 class OnnxEmbedder:
     """A sentence-transformer in ONNX form.  ``window`` counts [CLS] and [SEP]."""
 
-    def __init__(self, session, tokenizer, *, name: str, window: int = 256, dim: int = 384) -> None:
+    def __init__(self, session, tokenizer, *, name: str, window: int = 256, dim: int = 384,
+                 query_session=None) -> None:
         self._session = session
+        self._query_session = query_session or session   # single-threaded: lower latency for one query
         self._tokenizer = tokenizer
         self._inputs = {i.name for i in session.get_inputs()}
         self.name = name
@@ -49,11 +51,17 @@ class OnnxEmbedder:
         options.log_severity_level = 3
         session = ort.InferenceSession(str(model_dir / MODEL_FILE), options,
                                        providers=["CPUExecutionProvider"])
+        single = ort.SessionOptions()
+        single.intra_op_num_threads = 1
+        single.inter_op_num_threads = 1
+        single.log_severity_level = 3
+        query_session = ort.InferenceSession(str(model_dir / MODEL_FILE), single,
+                                             providers=["CPUExecutionProvider"])
         tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
         tokenizer.no_truncation()
         tokenizer.no_padding()
         dim = int(session.get_outputs()[0].shape[-1] or 384)
-        return cls(session, tokenizer, name=model_dir.name, dim=dim)
+        return cls(session, tokenizer, name=model_dir.name, dim=dim, query_session=query_session)
 
     # ------------------------------------------------------------ tokens
 
@@ -65,7 +73,7 @@ class OnnxEmbedder:
 
     # ------------------------------------------------------------ vectors
 
-    def _run(self, encodings) -> np.ndarray:
+    def _run(self, encodings, session=None) -> np.ndarray:
         length = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), length), dtype=np.int64)
         mask = np.zeros_like(ids)
@@ -75,7 +83,7 @@ class OnnxEmbedder:
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, feed)[0]
+        hidden = (session or self._session).run(None, feed)[0]
         summed = (hidden * mask[:, :, None]).sum(axis=1)
         pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -123,6 +131,9 @@ class OnnxEmbedder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def embed_query(self, text: str) -> np.ndarray:
+        enc = self._tokenizer.encode(text, add_special_tokens=True)
+        if len(enc.ids) <= self.window:
+            return self._run([enc], self._query_session)[0]
         return self.embed_long([text])[0]
 
 

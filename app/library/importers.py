@@ -12,6 +12,7 @@ Nothing here touches the index.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import zipfile
 from dataclasses import dataclass
@@ -110,12 +111,12 @@ class _HtmlText(HTMLParser):
         self._buf = []
 
 
-def _read_epub(path: Path) -> tuple[dict[str, str], list[Chapter]]:
+def _read_epub(path: Path, data: bytes) -> tuple[dict[str, str], list[Chapter]]:
     import ebooklib
     from ebooklib import epub
 
     try:
-        book = epub.read_epub(str(path), options={"ignore_ncx": True})
+        book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": True})
     except Exception as exc:  # ebooklib raises many types for broken archives
         raise BadBookFile(path, f"not a readable EPUB: {exc}") from exc
 
@@ -167,9 +168,9 @@ def read_book(path: Path, *, book_id: str | None = None, title: str | None = Non
     header: dict[str, str] = {}
     number = None
     if suffix in EPUB_SUFFIXES or (is_zip and b"application/epub+zip" in data[:200]):
-        if not is_zip or not zipfile.is_zipfile(path if path.is_file() else None or path):
+        if not is_zip or not zipfile.is_zipfile(io.BytesIO(data)):
             raise BadBookFile(path, "not a readable EPUB: not a zip archive")
-        header, chapters = _read_epub(path)
+        header, chapters = _read_epub(path, data)
         fmt = "epub"
     elif suffix in TEXT_SUFFIXES:
         if _looks_binary(data):

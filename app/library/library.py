@@ -311,9 +311,9 @@ class LibraryRetriever:
         dense_rank: dict[str, int] = {}
         if lib.dense is not None and config.method != "bm25":
             qv = lib.embedder.embed_query(query)
-            d_ids, sims = lib.dense.query(qv, n, list(book_ids) if book_ids else None)
-            dense = {i: float(s) for i, s in zip(d_ids, sims) if i in lib._excerpts}
-            dense_rank = {i: r for r, i in enumerate(d_ids, start=1)}
+            d_ids, sims = self._dense_query(qv, n, book_ids)
+            dense = {i: float(s) for i, s in zip(d_ids, sims)}
+            dense_rank = {i: r for r, i in enumerate(dense, start=1)}
             missing = [i for i in bm25 if i not in dense]
             for i, v in lib.dense.vectors(missing).items():
                 dense[i] = float(v @ qv)
@@ -322,3 +322,27 @@ class LibraryRetriever:
                     bm25[i] = float(bm25_all[lib.bm25.position[i]])
         ranked = fuse(bm25, dense, bm25_rank=bm25_rank, dense_rank=dense_rank, config=config)
         return [replace(lib._excerpts[s.id], scores=s.scores) for s in ranked[:top_k]]
+
+    def _dense_query(self, qv: np.ndarray, n: int, book_ids: Sequence[str] | None):
+        """Top-n (ids, cosine) among the wanted books.
+
+        Chroma's metadata filter is slow next to its HNSW search (~8-25 ms vs ~2 ms on the six
+        books), so when the wanted books hold a good share of the library the unfiltered search
+        is over-sampled and filtered here; small shares use Chroma's filter.
+        """
+        lib = self.library
+        if not book_ids:
+            ids, sims = lib.dense.query(qv, n)
+            keep = [k for k, i in enumerate(ids) if i in lib._excerpts]
+            return [ids[k] for k in keep], sims[keep]
+        wanted = {lib._book_index[b] for b in book_ids if b in lib._book_index}
+        share = float(np.isin(lib._doc_book, list(wanted)).mean()) if len(lib._doc_book) else 0.0
+        if share >= 0.25:
+            ids, sims = lib.dense.query(qv, min(int(n / share * 1.5) + 1, len(lib._doc_book)))
+            keep = [k for k, i in enumerate(ids) if i in lib._excerpts
+                    and lib._book_index[lib._excerpts[i].book_id] in wanted][:n]
+            if len(keep) >= min(n, int(share * len(lib._doc_book))) // 2:
+                return [ids[k] for k in keep], sims[keep]
+        ids, sims = lib.dense.query(qv, n, list(book_ids))
+        keep = [k for k, i in enumerate(ids) if i in lib._excerpts]
+        return [ids[k] for k in keep], sims[keep]

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Engine, and_, exists, select, tuple_
+from sqlalchemy import Engine, select, tuple_
 
 from app.domain import Review, ReviewKind, ReviewSource
 from app.review.models import CandidateRow, ReviewRow, StepRow, TurnRow
@@ -90,46 +90,48 @@ def iter_turn_records(engine: Engine, *, character: str | None = None, include_m
     sources = [ReviewSource.human.value, ReviewSource.inferred.value]
     if include_machine:
         sources.append(ReviewSource.machine.value)
-    has_review = exists().where(and_(ReviewRow.turn_id == TurnRow.id,
-                                     ReviewRow.kind == ReviewKind.editor.value,
-                                     ReviewRow.source.in_(sources)))
     cursor: tuple[Any, str] | None = None
     while True:
+        # page through all turns by the (created_at, id) index; turns without reviews drop out
+        # below (an EXISTS filter here made PostgreSQL re-scan every review for each page)
         q = (select(TurnRow.id, TurnRow.character_id, TurnRow.question, TurnRow.answer, TurnRow.created_at)
-             .where(has_review).order_by(TurnRow.created_at, TurnRow.id).limit(batch))
+             .order_by(TurnRow.created_at, TurnRow.id).limit(batch))
         if character is not None:
             q = q.where(TurnRow.character_id == character)
         if cursor is not None:
             q = q.where(tuple_(TurnRow.created_at, TurnRow.id) > tuple_(*cursor))
         with Session(engine) as s:
-            turns = s.execute(q).all()
-            if not turns:
+            page = s.execute(q).all()
+            if not page:
                 return
-            ids = [t[0] for t in turns]
-            steps: dict[str, list[StepRecord]] = defaultdict(list)
-            by_id: dict[str, StepRecord] = {}
-            for r in s.execute(select(StepRow.id, StepRow.turn_id, StepRow.idx, StepRow.name, StepRow.text,
-                                      StepRow.score).where(StepRow.turn_id.in_(ids)).order_by(StepRow.idx)):
-                rec = StepRecord(id=r[0], index=r[2], name=r[3], text=r[4], score=r[5], candidates=[])
-                steps[r[1]].append(rec)
-                by_id[rec.id] = rec
-            for c in s.execute(select(CandidateRow.step_id, CandidateRow.text, CandidateRow.chosen)
-                               .join(StepRow, StepRow.id == CandidateRow.step_id)
-                               .where(StepRow.turn_id.in_(ids)).order_by(CandidateRow.position)):
-                by_id[c[0]].candidates.append((c[1], bool(c[2])))
+            cursor = (page[-1][4], page[-1][0])
             reviews: dict[str, dict[str, list[Review]]] = defaultdict(lambda: defaultdict(list))
-            for row in s.scalars(select(ReviewRow).where(ReviewRow.turn_id.in_(ids),
+            for row in s.execute(select(*ReviewRow.__table__.c).where(ReviewRow.turn_id.in_([t[0] for t in page]),
                                                          ReviewRow.kind == ReviewKind.editor.value,
                                                          ReviewRow.source.in_(sources))
                                  .order_by(ReviewRow.id)):
                 reviews[row.turn_id][row.step_id].append(review_from_row(row))
+            turns = [t for t in page if t[0] in reviews]
+            ids = [t[0] for t in turns]
+            steps: dict[str, list[StepRecord]] = defaultdict(list)
+            by_id: dict[str, StepRecord] = {}
+            if ids:
+                for r in s.execute(select(StepRow.id, StepRow.turn_id, StepRow.idx, StepRow.name, StepRow.text,
+                                          StepRow.score).where(StepRow.turn_id.in_(ids)).order_by(StepRow.idx)):
+                    rec = StepRecord(id=r[0], index=r[2], name=r[3], text=r[4], score=r[5], candidates=[])
+                    steps[r[1]].append(rec)
+                    by_id[rec.id] = rec
+            if by_id:
+                for c in s.execute(select(CandidateRow.step_id, CandidateRow.text, CandidateRow.chosen)
+                                   .where(CandidateRow.step_id.in_(list(by_id)))
+                                   .order_by(CandidateRow.step_id, CandidateRow.position)):
+                    by_id[c[0]].candidates.append((c[1], bool(c[2])))
         for t in turns:
             created = t[4] if t[4].tzinfo else t[4].replace(tzinfo=timezone.utc)
             yield TurnRecord(turn_id=t[0], character_id=t[1], question=t[2], answer=t[3] or "",
                              created_at=created, steps=steps[t[0]], reviews=dict(reviews[t[0]]))
         if on_batch:
             on_batch(len(turns))
-        cursor = (turns[-1][4], turns[-1][0])
 
 
 def by_reviewer(rec: TurnRecord) -> dict[str, dict[str, Review]]:

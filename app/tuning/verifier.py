@@ -19,7 +19,8 @@ from typing import Mapping, Sequence
 from app.domain import Candidate, Excerpt, ProcedureStep, ReviewKind, ReviewSource, Review
 from app.tuning.labels import LabelledStep
 from app.tuning.linear import LinearModel
-from app.tuning.text import bigram_overlap, content_tokens, overlap, tokens
+from app.tuning.text import (bigram_overlap, content_tokens, idf_table, overlap, tokens,
+                             weighted_overlap)
 
 MAX_STEP_INDEX = 6
 
@@ -71,7 +72,29 @@ def step_features(*, question: str, step_index: int, candidate: Candidate,
         for k, v in vals.items():
             best[k] = max(best[k], v)
     f.update({f"cited_{k}": v for k, v in best.items()})
+    f.update(_relative_features(question, [c.quote for c in valid], [e.id for _, e in cited], excerpts))
     return f
+
+
+def _relative_features(question: str, quotes: Sequence[str], cited_ids: Sequence[str],
+                       excerpts: Sequence[Excerpt]) -> dict[str, float]:
+    """How the cited excerpt and quote match the *question* compared with the step's other excerpts."""
+    q_terms = content_tokens(question)
+    texts = [tokens(e.text) for e in excerpts]
+    idf = idf_table(texts)
+    default = math.log(len(excerpts) + 1.0) if excerpts else 1.0
+    pool = [weighted_overlap(q_terms, t, idf, default) for t in texts]
+    cited = [pool[i] for i, e in enumerate(excerpts) if e.id in set(cited_ids)]
+    out = {"q_idf_overlap": 0.0, "q_idf_gap": -1.0, "q_idf_rank_rr": 0.0,
+           "quote_q_idf_overlap": 0.0}
+    if cited:
+        best = max(cited)
+        out["q_idf_overlap"] = best
+        out["q_idf_gap"] = best - max(pool)
+        out["q_idf_rank_rr"] = 1.0 / (1 + sum(1 for v in pool if v > best))
+    quote_terms = [t for q in quotes for t in tokens(q)]
+    out["quote_q_idf_overlap"] = weighted_overlap(q_terms, quote_terms, idf, default)
+    return out
 
 
 def labelled_features(item: LabelledStep) -> dict[str, float]:

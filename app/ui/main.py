@@ -31,6 +31,18 @@ def _data_layer() -> Any:
     return BookbotDataLayer(settings.resolved_database_url, settings.data_dir / "chainlit_files")
 
 
+@cl.on_app_startup
+async def _warm_up() -> None:
+    """Open the library (index, embedder) while the server starts, not on the first question."""
+    services = get_services()
+    try:
+        await asyncio.to_thread(services.library)
+    except Exception as exc:  # the chat still starts; the first question will report the problem
+        import logging
+
+        logging.getLogger("bookbot.ui").warning("library not opened at start-up: %s", exc)
+
+
 @cl.password_auth_callback
 async def _login(username: str, password: str) -> Optional[cl.User]:
     user = await asyncio.to_thread(get_services().store.authenticate, username, password)

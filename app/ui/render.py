@@ -45,6 +45,11 @@ def current_name() -> str:
     return getattr(user, "identifier", "") or "anonymous"
 
 
+def _current_step_id() -> str | None:
+    step = cl.context.current_step
+    return step.id if step is not None else None
+
+
 def own_reviews(store: Any, step_id: str, reviewer: str) -> tuple[Review | None, Review | None]:
     """(reader review, editor review) of this reviewer for a step; the editor one may be inferred."""
     reader = editor = None
@@ -114,7 +119,8 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
     """Run the engine for one question and show it as it streams; returns the finished turn."""
     role, reviewer = current_role(), current_name()
     engine, snapshot_id = await asyncio.to_thread(services.engine_for, character.id)
-    parent = cl.Step(name=f"{character.name}'s reasoning", type="run", default_open=True)
+    parent = cl.Step(name=f"{character.name}'s reasoning", type="run", default_open=True,
+                     parent_id=_current_step_id())   # under the turn, so the answer follows it
     parent.metadata = {"bookbot_open": True}
     await parent.send()
     open_steps: dict[str, cl.Step] = {}
@@ -169,7 +175,7 @@ async def show_stored_turn(turn: Turn, character_name: str, header: str,
     store = get_services().store
     await cl.Message(content=header, author="Review desk", actions=header_actions or []).send()
     parent = cl.Step(name=f"{character_name} — question: {turn.question[:80]}", type="run",
-                     default_open=True)
+                     default_open=True, parent_id=_current_step_id())
     parent.metadata = {"bookbot_open": True}
     await parent.send()
     for step in turn.steps:

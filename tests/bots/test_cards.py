@@ -185,3 +185,23 @@ def test_scaffold_is_a_valid_card(tmp_path):
     path = _write(tmp_path, "watson.yaml", scaffold_card("watson", "Dr Watson", ["gutenberg-244"]))
     card = parse_card_file(path)
     assert card.name == "Dr Watson" and len(card.procedure.steps) == 3
+
+
+def test_import_png_card(tmp_path, settings):
+    import base64
+    import struct
+    import zlib
+
+    card = load_characters(settings).card("alice")
+    payload = b"chara\x00" + base64.b64encode(json.dumps(card_to_v2(card)).encode())
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+           + chunk(b"tEXt", payload) + chunk(b"IEND", b""))
+    path = tmp_path / "alice.png"
+    path.write_bytes(png)
+    assert import_v2(path) == card
+    path.write_bytes(png.replace(b"tEXt", b"zzzz"))
+    with pytest.raises(CardInvalid, match="no character card"):
+        import_v2(path)

@@ -86,7 +86,7 @@ def test_ask_offline_prints_steps_citations_answer(cli, alice_library):
     assert "OFFLINE MODE" in text
     for i, name in enumerate(["Notice", "Check the rules", "Try it", "Make sense of it"], 1):
         assert f"[{i}/4] {name}" in text
-    assert "Alice's Adventures in Wonderland" in text and "ch. " in text and "\u201c" in text
+    assert "Alice\u2019s Adventures in Wonderland" in text and "ch. " in text and "\u201c" in text
     assert "Curiouser and curiouser!" in text          # the card's answer template
     assert "steps grounded" in text
 

@@ -69,6 +69,15 @@ class ChatClient:
                                headers={"Cookie": self.cookie_header}, auth=auth, wait_timeout=timeout)
         await self.sio.emit("connection_successful")
         await asyncio.wait_for(self.greeting.wait(), timeout)
+        await self.settle()
+
+    async def settle(self, quiet: float = 0.5) -> None:
+        """Wait until the server has said nothing for ``quiet`` seconds (chat start finished)."""
+        while True:
+            try:
+                await asyncio.wait_for(self.events.get(), quiet)
+            except asyncio.TimeoutError:
+                return
 
     async def ask(self, question: str, timeout: float = 120) -> Timing:
         while not self.events.empty():
@@ -100,7 +109,7 @@ class ChatClient:
 
     async def call_action(self, http: httpx.AsyncClient, name: str, payload: dict) -> dict:
         action = {"name": name, "payload": payload, "label": "", "id": str(uuid.uuid4())}
-        r = await http.post(f"{self.base_url}/project/action", cookies=self.cookies,
+        r = await http.post(f"{self.base_url}/project/action", headers={"Cookie": self.cookie_header},
                             json={"sessionId": self.session_id, "action": action})
         r.raise_for_status()
         return r.json()

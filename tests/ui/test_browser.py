@@ -168,3 +168,17 @@ def test_review_desk_shows_queued_turns_with_progress_and_skip(browser, ui_serve
     page.wait_for_function("(q) => [...document.querySelectorAll('blockquote')].pop()?.innerText !== q",
                            arg=first, timeout=30_000)
     page.close()
+
+
+def test_korean_readers_get_the_korean_login_and_welcome_page(browser, ui_server):
+    context = browser.new_context(locale="ko-KR")
+    page = context.new_page()
+    page.goto(ui_server + "/")
+    page.get_by_text("사용자 이름").first.wait_for(timeout=20_000)
+    page.fill("#email", "rita")
+    page.fill("#password", USERS["rita"][1])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#chat-input", timeout=30_000)
+    settings = page.request.get(ui_server + "/project/settings?language=ko-KR").json()
+    assert settings["markdown"].startswith("# Bookbot — 책 속 인물에게")
+    context.close()

@@ -29,6 +29,7 @@ async def _forge(base: str) -> dict:
     async with httpx.AsyncClient(timeout=30) as http:
         await client.login(http)
         await client.connect()
+        empty = await client.ask("   ")
         timing = await client.ask("What is the science of deduction?")
         controls = [e for e in timing.elements if e.get("name") == "StepReview"]
         step_id = controls[-1]["props"]["step_id"]
@@ -41,12 +42,14 @@ async def _forge(base: str) -> dict:
         honest = await client.call_action(http, "review_step", {
             "step_id": step_id, "kind": "reader", "rating": -1})
         await client.close()
-    return {"step_id": step_id, "role_seen": role_seen, "forged": forged, "unknown": unknown,
+    return {"empty": empty, "step_id": step_id, "role_seen": role_seen, "forged": forged, "unknown": unknown,
             "honest": honest, "timing": timing}
 
 
 def test_reader_forging_an_editor_review_is_refused_and_nothing_is_stored(ui_server, ui_store):
     out = run(_forge(ui_server))
+    assert out["empty"].first_step_s is None                       # nothing was run ...
+    assert any("empty" in m.get("output", "") for m in out["empty"].messages)   # ... and it says why
     assert out["timing"].first_step_s is not None and out["timing"].answer_s is not None
     assert out["role_seen"] == "reader"
     forged = out["forged"]["response"]
@@ -56,3 +59,25 @@ def test_reader_forging_an_editor_review_is_refused_and_nothing_is_stored(ui_ser
     stored = ui_store.reviews_for_step(out["step_id"])
     assert [(r.kind, r.rating) for r in stored] == [(ReviewKind.reader, -1)]
     assert ui_store.reviews_for_step(out["step_id"], kind=ReviewKind.editor) == []
+
+
+def test_new_character_card_shows_up_for_new_chats_without_restart(ui_server, ui_settings):
+    import yaml
+
+    async def profiles() -> list[str]:
+        client = ChatClient(ui_server, "rita", USERS["rita"][1], "Sherlock Holmes")
+        async with httpx.AsyncClient(timeout=30) as http:
+            await client.login(http)
+            r = await http.get(f"{ui_server}/project/settings?language=en-US",
+                               headers={"Cookie": client.cookie_header})
+            return [p["name"] for p in r.json()["chatProfiles"]]
+
+    assert "Watson" not in run(profiles())
+    card = yaml.safe_load((ui_settings.characters_dir / "sherlock-holmes.yaml").read_text())
+    card.update(id="watson", name="Watson", greeting="Watson here.")
+    path = ui_settings.characters_dir / "watson.yaml"
+    path.write_text(yaml.safe_dump(card, allow_unicode=True))
+    try:
+        assert "Watson" in run(profiles())
+    finally:
+        path.unlink()

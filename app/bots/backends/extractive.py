@@ -88,13 +88,17 @@ class ExtractiveBackend:
     # ------------------------------------------------------------ ranking
 
     def rank_sentences(self, request: StepRequest) -> list[tuple[float, Excerpt, str]]:
+        """Sentences of this step's excerpts, best first: question words (weighted by rarity
+        among the retrieved sentences) count double, the step's search words once, plus a
+        bonus for the excerpt's retrieval rank.  Sentences quoted by earlier steps are skipped."""
         used = {normalize(c.quote) for s in request.earlier for c in s.citations if c.valid}
-        query = tokens(f"{request.question} {request.step.search}")
         q_weight: dict[str, float] = {}
-        for tok in query:
+        for tok in tokens(request.question):
+            q_weight[tok] = q_weight.get(tok, 0.0) + 2.0
+        for tok in tokens(request.step.search):
             q_weight[tok] = q_weight.get(tok, 0.0) + 1.0
         preferred = {eid for ex in request.exemplars for eid in ex.excerpt_ids}
-        ranked: list[tuple[float, int, int, Excerpt, str]] = []
+        pool: list[tuple[int, int, Excerpt, str, set[str]]] = []
         for rank, excerpt in enumerate(request.excerpts):
             for pos, sentence in enumerate(split_sentences(excerpt.text)):
                 n_words = len(sentence.split())
@@ -103,13 +107,20 @@ class ExtractiveBackend:
                 if normalize(sentence) in used:
                     continue
                 sent_tokens = set(tokens(sentence))
-                if not sent_tokens:
-                    continue
-                overlap = sum(w for t, w in q_weight.items() if t in sent_tokens)
-                score = overlap / math.sqrt(len(sent_tokens)) + 0.6 / (rank + 1)
-                if excerpt.id in preferred:
-                    score += 0.3
-                ranked.append((score, rank, pos, excerpt, _fit(sentence)))
+                if sent_tokens:
+                    pool.append((rank, pos, excerpt, sentence, sent_tokens))
+        df: dict[str, int] = {}
+        for *_, sent_tokens in pool:
+            for tok in sent_tokens & q_weight.keys():
+                df[tok] = df.get(tok, 0) + 1
+        n = len(pool) or 1
+        ranked: list[tuple[float, int, int, Excerpt, str]] = []
+        for rank, pos, excerpt, sentence, sent_tokens in pool:
+            overlap = sum(w * math.log(1.0 + n / df[t]) for t, w in q_weight.items() if t in sent_tokens)
+            score = overlap / math.sqrt(len(sent_tokens)) + 0.6 / (rank + 1)
+            if excerpt.id in preferred:
+                score += 0.3
+            ranked.append((score, rank, pos, excerpt, _fit(sentence)))
         ranked.sort(key=lambda r: (-r[0], r[1], r[2]))
         return [(s, e, text) for s, _, _, e, text in ranked]
 
@@ -183,7 +194,8 @@ class ExtractiveBackend:
         if not points:
             return _fill(_template(character, "no_evidence"), step=_no_step(character), question=question,
                          name=character.name)
-        return _fill(_template(character, "answer"), points=" ".join(points), conclusion=quotes[-1],
+        # the last grounded step's quote is the conclusion; the others are the points leading to it
+        return _fill(_template(character, "answer"), points=" ".join(points[:-1]), conclusion=quotes[-1],
                      first_quote=quotes[0], question=question, name=character.name, book=books[0])
 
 

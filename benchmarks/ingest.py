@@ -1,0 +1,191 @@
+"""Ingest and search benchmark over the six English books, with in-run baselines.
+
+Each pipeline runs in its own subprocess (fresh data dir) so its peak memory
+(max RSS) is its own:
+
+- ``ours``: ``Library.add_file`` for each book (parse, chapters, paragraph-
+  aligned excerpts inside the 256-token window, embed, Chroma + BM25 + catalog).
+- ``embedder``: the same excerpts embedded by the same ONNX model, nothing
+  else — the lower limit (target: ours within 1.2x).
+- ``llamaindex``: LlamaIndex's default pipeline on the same decoded text:
+  ``SentenceSplitter()`` (1024-token chunks) + ``VectorStoreIndex`` on a
+  Chroma PersistentClient, same embedder (which truncates to its window).
+
+Then search latency p50/p95 over the whole library (ours: hybrid and BM25
+only; LlamaIndex's vector retriever), and a small answer check: for 14
+questions with a phrase that only the answering passage contains, is that
+phrase in the top 5?  Usage: ``python benchmarks/ingest.py [--books DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BOOKS = ["study_in_scarlet_244.txt", "sign_of_four_2097.txt", "sherlock_adventures_1661.txt",
+         "hound_baskervilles_2852.txt", "alice_wonderland_11.txt", "pride_prejudice_1342.txt"]
+QUESTIONS = [  # (question, phrase that occurs in the answering passage)
+    ("What did Holmes say to Watson when they first met?", "Afghanistan, I perceive"),
+    ("What word was written in blood on the wall of the Lauriston Gardens house?", "RACHE"),
+    ("What work did the Red-headed League pay Jabez Wilson to do?", "Encyclopaedia"),
+    ("What killed Julia Stoner in the Speckled Band?", "swamp adder"),
+    ("How did the engineer Victor Hatherley lose his thumb?", "cleaver"),
+    ("What dress did Violet Hunter have to wear at the Copper Beeches?", "electric blue"),
+    ("Which dog did Holmes borrow to follow the creosote trail?", "Toby"),
+    ("Which drug does Holmes inject at the start of The Sign of the Four?", "cocaine"),
+    ("Who was the wicked ancestor in the legend of the Baskerville hound?", "Hugo Baskerville"),
+    ("Where was the blue carbuncle found?", "crop"),
+    ("Who is the woman Holmes always calls the woman?", "Irene Adler"),
+    ("What was written on the bottle Alice found on the little table?", "DRINK ME"),
+    ("What truth is universally acknowledged about a single man with a fortune?", "universally acknowledged"),
+    ("What did Mr. Collins propose to Elizabeth?", "marriage"),
+]
+SEARCHES = [q for q, _ in QUESTIONS] + [
+    "Holmes plays the violin", "the hound on the moor at night", "the Mad Hatter's tea party",
+    "Mr. Darcy's letter to Elizabeth", "the Agra treasure in the iron box", "Mormons in Utah",
+    "a man with a twisted lip in an opium den", "the Cheshire cat grin", "Lady Catherine de Bourgh visits",
+    "the footprints of a gigantic hound"]
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _embedder(model_dir: Path):
+    from app.library.embedder import OnnxEmbedder
+
+    return OnnxEmbedder.load(model_dir)
+
+
+def run_ours(books_dir: Path, model_dir: Path, work: Path) -> dict:
+    from app.library import open_library
+    from app.settings import Settings
+
+    settings = Settings(data_dir=work / "ours", books_dir=work / "manifests", embed_model_dir=model_dir)
+    started = time.perf_counter()
+    library = open_library(settings)
+    excerpts = 0
+    for name in BOOKS:
+        excerpts += library.add_file(books_dir / name).excerpts
+    ingest = time.perf_counter() - started
+    retriever = library.retriever()
+    bm25_only = library.retriever(fusion=type(library.fusion)(method="bm25"))
+    result = {"ingest_s": ingest, "excerpts": excerpts}
+    for label, r in (("hybrid", retriever), ("bm25", bm25_only)):
+        r.retrieve("warm up", top_k=5)
+        times = []
+        for _ in range(3):
+            for q in SEARCHES:
+                t = time.perf_counter()
+                r.retrieve(q, top_k=5)
+                times.append(1000 * (time.perf_counter() - t))
+        result[f"{label}_p50_ms"] = statistics.median(times)
+        result[f"{label}_p95_ms"] = statistics.quantiles(times, n=20)[18]
+    result["answers_top5"] = sum(any(p in e.text.replace("\n", " ") for e in retriever.retrieve(q, top_k=5))
+                                 for q, p in QUESTIONS)
+    result["peak_mb"] = peak_mb()
+    return result
+
+
+def run_embedder(books_dir: Path, model_dir: Path, work: Path) -> dict:
+    from app.library.excerpts import build_excerpts
+    from app.library.importers import read_book
+
+    embedder = _embedder(model_dir)
+    texts = []
+    for name in BOOKS:
+        book = read_book(books_dir / name)
+        texts += [e.text for e in build_excerpts(book.meta, book.chapters, embedder)]
+    started = time.perf_counter()
+    embedder.embed(texts)
+    return {"embed_s": time.perf_counter() - started, "excerpts": len(texts), "peak_mb": peak_mb()}
+
+
+def run_llamaindex(books_dir: Path, model_dir: Path, work: Path) -> dict:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+    from llama_index.core import Document, StorageContext, VectorStoreIndex
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    from app.library.importers import decode_text
+    from app.library.llama_adapter import LlamaEmbedding
+
+    embedder = _embedder(model_dir)
+    started = time.perf_counter()
+    documents = [Document(text=decode_text((books_dir / n).read_bytes(), books_dir / n), metadata={"file": n})
+                 for n in BOOKS]
+    nodes = SentenceSplitter().get_nodes_from_documents(documents)
+    client = chromadb.PersistentClient(path=str(work / "llamaindex"), settings=ChromaSettings(anonymized_telemetry=False))
+    store = ChromaVectorStore(chroma_collection=client.get_or_create_collection("li"))
+    index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store),
+                             embed_model=LlamaEmbedding(embedder))
+    ingest = time.perf_counter() - started
+    counts = embedder.count_tokens([n.get_content() for n in nodes])
+    retriever = index.as_retriever(similarity_top_k=5)
+    retriever.retrieve("warm up")
+    times = []
+    for _ in range(3):
+        for q in SEARCHES:
+            t = time.perf_counter()
+            retriever.retrieve(q)
+            times.append(1000 * (time.perf_counter() - t))
+    answers = sum(any(p in n.node.get_content().replace("\n", " ") for n in retriever.retrieve(q))
+                  for q, p in QUESTIONS)
+    return {"ingest_s": ingest, "chunks": len(nodes),
+            "not_embedded_share": sum(max(0, c - embedder.max_tokens) for c in counts) / sum(counts),
+            "vector_p50_ms": statistics.median(times), "vector_p95_ms": statistics.quantiles(times, n=20)[18],
+            "answers_top5": answers, "peak_mb": peak_mb()}
+
+
+MODES = {"ours": run_ours, "embedder": run_embedder, "llamaindex": run_llamaindex}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--books", type=Path, default=ROOT.parent / "shared" / "books")
+    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get(
+        "BOOKBOT_EMBED_MODEL_DIR", Path.home() / ".cache" / "bookbot" / "models" / "all-MiniLM-L6-v2")))
+    parser.add_argument("--mode", choices=sorted(MODES))
+    parser.add_argument("--work", type=Path)
+    args = parser.parse_args()
+    if args.mode:
+        print(json.dumps(MODES[args.mode](args.books, args.model_dir, args.work)))
+        return
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bookbot-bench-") as work:
+        for mode in ("embedder", "ours", "llamaindex"):
+            print(f"running {mode}…", file=sys.stderr, flush=True)
+            out = subprocess.run([sys.executable, __file__, "--mode", mode, "--books", str(args.books),
+                                  "--model-dir", str(args.model_dir), "--work", work],
+                                 capture_output=True, text=True, check=True)
+            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    ours, emb, li = results["ours"], results["embedder"], results["llamaindex"]
+    print(f"six English books, {ours['excerpts']} excerpts (ours) / {li['chunks']} chunks (LlamaIndex default)")
+    print(f"{'pipeline':<34}{'ingest s':>10}{'peak MB':>10}")
+    print(f"{'embedder alone (same excerpts)':<34}{emb['embed_s']:>10.1f}{emb['peak_mb']:>10.0f}")
+    print(f"{'ours (Library.add_file x6)':<34}{ours['ingest_s']:>10.1f}{ours['peak_mb']:>10.0f}"
+          f"   = {ours['ingest_s'] / emb['embed_s']:.2f}x the embedder alone")
+    print(f"{'LlamaIndex SentenceSplitter+VSI':<34}{li['ingest_s']:>10.1f}{li['peak_mb']:>10.0f}"
+          f"   ({100 * li['not_embedded_share']:.0f}% of chunk tokens beyond the window, never embedded)")
+    print(f"{'search latency (ms)':<34}{'p50':>10}{'p95':>10}")
+    print(f"{'ours hybrid':<34}{ours['hybrid_p50_ms']:>10.1f}{ours['hybrid_p95_ms']:>10.1f}")
+    print(f"{'ours BM25 only':<34}{ours['bm25_p50_ms']:>10.1f}{ours['bm25_p95_ms']:>10.1f}")
+    print(f"{'LlamaIndex vector retriever':<34}{li['vector_p50_ms']:>10.1f}{li['vector_p95_ms']:>10.1f}")
+    print(f"answer passage in top 5: ours {ours['answers_top5']}/{len(QUESTIONS)}, "
+          f"LlamaIndex default {li['answers_top5']}/{len(QUESTIONS)}")
+
+
+if __name__ == "__main__":
+    main()

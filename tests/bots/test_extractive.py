@@ -1,0 +1,72 @@
+"""The offline extractive backend: deterministic, quotes only the book, speaks through card templates."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from app.bots.backends import Drafts, ExtractiveBackend, StepRequest
+from app.bots.engine import Engine
+from app.bots.grounding import quote_in_text
+from app.domain import Excerpt, Location
+
+from bots_fakes import FakeRetriever, make_excerpt
+
+
+def _request(holmes, excerpts, n=2, step=0, question="Was Watson in Afghanistan?", earlier=()):
+    return StepRequest(character=holmes, question=question, step=holmes.procedure[step], step_index=step,
+                       excerpts=excerpts, n=n, earlier=list(earlier))
+
+
+def test_quotes_come_verbatim_from_the_cited_excerpt(holmes, retriever):
+    excerpts = retriever.retrieve("Afghanistan perceive army doctor", top_k=5, book_ids=["gutenberg-244"])
+    drafts = ExtractiveBackend().drafts(_request(holmes, excerpts, n=3))
+    by_id = {e.id: e for e in excerpts}
+    assert len(drafts) == 3
+    assert len({d.citations[0].excerpt_id for d in drafts}) == 3      # candidates lead with different excerpts
+    for d in drafts:
+        for c in d.citations:
+            assert quote_in_text(c.quote, by_id[c.excerpt_id].text)
+            assert c.quote in d.text                                    # the template put the quote in
+        assert d.text.startswith("Observe: \u201c")                     # the card's step template
+    assert "Afghanistan" in drafts[0].citations[0].quote
+
+
+def test_deterministic(holmes, retriever):
+    a = Engine(retriever, ExtractiveBackend()).answer(holmes, "What is a capital mistake?")
+    b = Engine(retriever, ExtractiveBackend()).answer(holmes, "What is a capital mistake?")
+    assert [s.text for s in a.steps] == [s.text for s in b.steps] and a.answer == b.answer
+
+
+def test_earlier_quotes_are_not_repeated_and_answer_builds_on_steps(holmes, retriever):
+    turn = Engine(retriever, ExtractiveBackend()).answer(holmes, "Afghanistan?")
+    quotes = [s.citations[0].quote for s in turn.steps]
+    assert len(set(quotes)) == len(quotes)
+    assert turn.answer.startswith("Data: ")
+    for q in quotes[:-1]:
+        assert q in turn.answer
+
+
+def test_long_sentences_are_cut_to_a_verbatim_prefix(holmes):
+    long = "Watson " + " ".join(f"word{i}" for i in range(100)) + "."
+    ex = [make_excerpt("x1", long)]
+    draft = ExtractiveBackend().drafts(_request(holmes, ex, n=1, question="Watson word5"))[0]
+    assert len(draft.citations[0].quote.split()) == 60 and quote_in_text(draft.citations[0].quote, long)
+
+
+def test_default_templates_and_korean(holmes):
+    kim = replace(holmes, id="kim", name="김 첨지", language="ko", templates={}, book_ids=("ko",))
+    text = ("이날이야말로 동소문 안에서 인력거꾼 노릇을 하는 김 첨지에게는 오래간만에도 닥친 운수 좋은 날이었다.\n"
+            "그의 아내가 기침으로 쿨럭거리기는 벌써 달포가 넘었다.")
+    ex = Excerpt(id="k1", book_id="ko", text=text, book_title="운수 좋은 날",
+                 location=Location("ko", 1, "", 1, 2))
+    drafts = list(ExtractiveBackend().step(_request(kim, [ex], n=1, question="아내는 언제부터 기침을 했소?")))
+    draft = drafts[-1].drafts[0] if isinstance(drafts[-1], Drafts) else None
+    assert draft is not None and "기침으로" in draft.citations[0].quote
+    assert draft.text.startswith("Observe: 운수 좋은 날(ch. 1)에 이렇게 나온다.")
+    empty = ExtractiveBackend().drafts(_request(kim, [], n=1))
+    assert empty[0].citations == [] and "책에는" in empty[0].text
+
+
+def test_fake_retriever_respects_books(excerpts):
+    r = FakeRetriever(excerpts)
+    assert all(e.book_id == "gutenberg-11" for e in r.retrieve("tired sister", book_ids=["gutenberg-11"]))

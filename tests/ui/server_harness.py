@@ -1,0 +1,105 @@
+"""Starting a real Bookbot server for tests and benchmarks: free port, env, wait until it answers.
+
+Also cuts a real Gutenberg book to its opening chapters so a small library
+imports quickly with the real embedding model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def book_opening(path: Path, chapters: int) -> bytes:
+    """A real Gutenberg file cut to its header, first ``chapters`` chapters and footer."""
+    text = path.read_bytes().decode("latin-1")          # byte-preserving; markers are ASCII
+    start = re.search(r"\*\*\* START OF.*\n", text).end()
+    end = re.search(r"\*\*\* END OF", text).start()
+    heads = [m.start() for m in re.finditer(r"(?m)^\s*CHAPTER [IVX]+\.", text[start:end])]
+    body_end = start + heads[chapters] if len(heads) > chapters else end
+    return (text[:body_end] + "\n\n" + text[end:]).encode("latin-1")
+
+
+def server_env(settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKBOT_")}
+    env.update({"BOOKBOT_DATA_DIR": str(settings.data_dir), "BOOKBOT_BOOKS_DIR": str(settings.books_dir),
+                "BOOKBOT_CHARACTERS_DIR": str(settings.characters_dir),
+                "BOOKBOT_REVIEWS_DIR": str(settings.reviews_dir),
+                "BOOKBOT_EMBED_MODEL_DIR": str(settings.embed_model_dir), "PYTHONUNBUFFERED": "1"})
+    env.pop("DATABASE_URL", None)
+    env.pop("OPENAI_API_KEY", None)
+    return env
+
+
+def start_server(settings, log_path: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    log = log_path.open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-sync-books", "--port", str(port)],
+                            cwd=ROOT, env=server_env(settings), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError(f"server did not answer in {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def prepare_data(base: Path, model_dir: Path, book: Path, users: dict[str, tuple[str, str]],
+                 chapters: int = 2):
+    """A data dir with the opening of one real book imported, the database migrated, accounts added."""
+    from app.library import open_library
+    from app.review.db import upgrade
+    from app.review.store import ReviewStore
+    from app.settings import Settings
+
+    import shutil
+
+    (base / "books").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "characters", base / "characters", dirs_exist_ok=True)   # a lab member may edit
+    settings = Settings(data_dir=base / "data", books_dir=base / "books", characters_dir=base / "characters",
+                        reviews_dir=base / "reviews", embed_model_dir=model_dir, database_url=None,
+                        llm_base_url=None, llm_model=None, chroma_url=None)
+    settings.ensure_dirs()
+    library = open_library(settings)
+    library.add_file(book, data=book_opening(book, chapters))
+    library.close()
+    upgrade(settings.resolved_database_url)
+    store = ReviewStore(settings.resolved_database_url)
+    for name, (role, password) in users.items():
+        store.add_user(name, password, role)
+    store.close()
+    return settings

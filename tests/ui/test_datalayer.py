@@ -1,0 +1,82 @@
+"""Chainlit's thread history on our migrated schema, on SQLite and on the real PostgreSQL.
+
+What a reopened thread needs: the thread listed for its user (thread tags
+bind on SQLite too), its steps open (our controls only show in open steps),
+element props back as objects (the StepReview control reads them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from app.review.db import upgrade
+
+
+def _sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'bookbot.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield _sqlite_url(tmp_path)
+        return
+    psycopg = pytest.importorskip("psycopg")
+    name = f"bookbot_ui_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True,
+                                connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not answering on 127.0.0.1:5432: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+async def _roundtrip(url: str, files_dir) -> tuple[dict, list]:
+    import chainlit as cl
+    from chainlit.context import init_http_context
+    from chainlit.types import Pagination, ThreadFilter
+
+    from app.ui.datalayer import BookbotDataLayer
+
+    layer = BookbotDataLayer(url, files_dir)
+    init_http_context(user=cl.User(identifier="ed"))
+    user = await layer.create_user(cl.User(identifier="ed", metadata={"role": "editor"}))
+    thread_id, step_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await layer.update_thread(thread_id, name="How did you know?", user_id=user.id,
+                              metadata={"chat_profile": "Sherlock Holmes"}, tags=["Sherlock Holmes"])
+    step = cl.Step(name="1 · Observe", type="tool", id=step_id, thread_id=thread_id, default_open=True)
+    step.metadata = {"bookbot_open": True, "bookbot_step_id": "s-1"}
+    step.output = "I observe."
+    await layer.create_step(step.to_dict())
+    element = cl.CustomElement(name="StepReview", props={"step_id": "s-1", "role": "editor"},
+                               for_id=step_id, thread_id=thread_id, display="inline")
+    element.mime = "application/json"
+    await layer.create_element(element)
+    thread = await layer.get_thread(thread_id)
+    listed = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=user.id))
+    await layer.engine.dispose()
+    return thread, [t["id"] for t in listed.data]
+
+
+def test_reopened_thread_has_tags_open_steps_and_element_props(db_url, tmp_path):
+    upgrade(db_url)
+    with ThreadPoolExecutor(1) as pool:
+        thread, listed = pool.submit(asyncio.run, _roundtrip(db_url, tmp_path / "files")).result()
+    assert thread is not None and listed == [thread["id"]]          # shows in the history sidebar
+    assert thread["tags"] == ["Sherlock Holmes"]
+    assert thread["metadata"]["chat_profile"] == "Sherlock Holmes"
+    (step,) = thread["steps"]
+    assert step["defaultOpen"] is True and step["metadata"]["bookbot_step_id"] == "s-1"
+    (element,) = thread["elements"]
+    assert element["props"] == {"step_id": "s-1", "role": "editor"}
+    assert element["forId"] == step["id"]
+    assert any((tmp_path / "files").rglob("*"))                     # the payload is kept on disk
