@@ -190,10 +190,16 @@ def _system_prompts():  # noqa: ANN202
 # ------------------------------------------------------------------ users
 @users_app.command("add")
 def users_add(name: str, role: str = typer.Option("reader", help="reader | editor | lab"),
-              password: Optional[str] = typer.Option(None, help="Asked for (hidden) when not given.")) -> None:
-    """Add an account."""
+              password: Optional[str] = typer.Option(None, help="Asked for (hidden) when not given."),
+              password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                  help="Read the password from standard input.")) -> None:
+    """Add an account (asks for the password twice unless --password or --password-stdin)."""
+    import sys
+
     from app.review.accounts import AccountError
 
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
     if password is None:
         password = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
     store = _store()

@@ -51,11 +51,19 @@ def safe_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None           # SQLAlchemy's "begin" event issues BEGIN IMMEDIATE
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")      # readers don't block the writer
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # Take the write lock when the transaction starts: a transaction that reads and then
+    # writes would otherwise fail at once with "database is locked" when another writer
+    # committed in between (the busy timeout cannot help there).  WAL keeps readers free.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -74,6 +82,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
@@ -115,31 +124,27 @@ def _with_engine(url_or_engine: str | Engine) -> tuple[Engine, bool]:
     return make_engine(url_or_engine), True
 
 
-def upgrade(url_or_engine: str | Engine, revision: str = "head") -> str | None:
-    """Run the migrations up to `revision`; returns the revision the database is at."""
+def _migrate(direction: str, url_or_engine: str | Engine, revision: str) -> str | None:
     from alembic import command
 
     engine, owned = _with_engine(url_or_engine)
     try:
         with unavailable_as_error(str(engine.url)):
-            command.upgrade(_alembic_config(engine), revision)
+            getattr(command, direction)(_alembic_config(engine), revision)
             return current(engine)
     finally:
         if owned:
             engine.dispose()
+
+
+def upgrade(url_or_engine: str | Engine, revision: str = "head") -> str | None:
+    """Run the migrations up to `revision`; returns the revision the database is at."""
+    return _migrate("upgrade", url_or_engine, revision)
 
 
 def downgrade(url_or_engine: str | Engine, revision: str) -> str | None:
-    from alembic import command
-
-    engine, owned = _with_engine(url_or_engine)
-    try:
-        with unavailable_as_error(str(engine.url)):
-            command.downgrade(_alembic_config(engine), revision)
-            return current(engine)
-    finally:
-        if owned:
-            engine.dispose()
+    """Undo migrations down to `revision` ("base" drops every table)."""
+    return _migrate("downgrade", url_or_engine, revision)
 
 
 def current(url_or_engine: str | Engine) -> str | None:
@@ -157,9 +162,8 @@ def current(url_or_engine: str | Engine) -> str | None:
 
 def head() -> str:
     """The newest revision shipped with this code."""
-    from alembic.script import ScriptDirectory
-
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

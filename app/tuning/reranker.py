@@ -20,7 +20,8 @@ from typing import Mapping, Sequence
 from app.domain import Excerpt, Retriever
 from app.tuning.labels import LabelledStep
 from app.tuning.linear import LinearModel
-from app.tuning.text import bigram_overlap, content_tokens, idf_table, overlap, tokens, weighted_overlap
+from app.tuning.text import (bigram_overlap, content_tokens, idf_for_texts, overlap, tokens,
+                             weighted_overlap)
 
 
 def _inv(rank: int | None) -> float:
@@ -34,7 +35,7 @@ def pool_features(query: str, pool: Sequence[Excerpt],
     q_all = tokens(query)
     q_terms = content_tokens(query)
     texts = [tokens(e.text) for e in pool]
-    idf = idf_table(texts)
+    idf = idf_for_texts(tuple(e.text for e in pool))
     default_idf = math.log(len(pool) + 1.0) if pool else 1.0
     scores = [e.scores for e in pool]
     max_fused = max((s.fused for s in scores if s), default=0.0) or 1.0

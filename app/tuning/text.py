@@ -70,6 +70,12 @@ def idf_table(documents: Iterable[Sequence[str]]) -> dict[str, float]:
     return {term: math.log((n + 1) / (count + 0.5)) for term, count in df.items()}
 
 
+@lru_cache(maxsize=1024)
+def idf_for_texts(texts: tuple[str, ...]) -> dict[str, float]:
+    """idf over a pool of texts, cached: a step's candidates all share one retrieved pool."""
+    return idf_table(_content(t) for t in texts)
+
+
 def weighted_overlap(query_terms: Sequence[str], text_terms: Iterable[str],
                      idf: dict[str, float], default_idf: float) -> float:
     q = set(query_terms)

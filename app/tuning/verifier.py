@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 from app.domain import Candidate, Excerpt, ProcedureStep, ReviewKind, ReviewSource, Review
 from app.tuning.labels import LabelledStep
 from app.tuning.linear import LinearModel
-from app.tuning.text import (bigram_overlap, content_tokens, idf_table, overlap, tokens,
+from app.tuning.text import (bigram_overlap, content_tokens, idf_for_texts, overlap, tokens,
                              weighted_overlap)
 
 MAX_STEP_INDEX = 6
@@ -81,7 +81,7 @@ def _relative_features(question: str, quotes: Sequence[str], cited_ids: Sequence
     """How the cited excerpt and quote match the *question* compared with the step's other excerpts."""
     q_terms = content_tokens(question)
     texts = [tokens(e.text) for e in excerpts]
-    idf = idf_table(texts)
+    idf = idf_for_texts(tuple(e.text for e in excerpts))
     default = math.log(len(excerpts) + 1.0) if excerpts else 1.0
     pool = [weighted_overlap(q_terms, t, idf, default) for t in texts]
     cited = [pool[i] for i, e in enumerate(excerpts) if e.id in set(cited_ids)]

@@ -5,7 +5,7 @@ turn, keeping the conversation history), recording a review sent by the
 StepReview control (role taken from the database, never from the payload; the
 step must be one this session showed; nothing is stored when refused), and
 restoring a reopened thread (history, which controls belong to which step,
-controls refreshed with the reviews stored since).
+controls showing the reviews stored since, wherever they were given).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ async def resume(thread: dict) -> None:
             cl.user_session.set("character_id", c.id)
     by_cl_step = {st["id"]: _json(st.get("metadata")) for st in steps}
     registry = render.controls_registry()
-    turns: set[str] = set()
+    reviewer, role = render.current_name(), await render.viewer_role(services.store)
     for el in thread.get("elements") or []:
         if el.get("name") != "StepReview":
             continue
@@ -125,9 +125,12 @@ async def resume(thread: dict) -> None:
         step_id = props.get("step_id") or meta.get("bookbot_step_id")
         if not step_id:
             continue
-        registry[step_id] = {"element_id": el["id"], "for_id": el.get("forId"),
-                             "thread_id": thread.get("id"), "turn_id": props.get("turn_id", ""),
-                             "index": props.get("step_index", 0), "name": props.get("step_name", "")}
-        turns.add(props.get("turn_id", ""))
-    for turn_id in sorted(t for t in turns if t):
-        await render.refresh_controls(services.store, turn_id)
+        entry = {"element_id": el["id"], "for_id": el.get("forId"), "thread_id": thread.get("id"),
+                 "turn_id": props.get("turn_id", ""), "index": props.get("step_index", 0),
+                 "name": props.get("step_name", "")}
+        registry[step_id] = entry
+        # The thread dict is what Chainlit sends to the browser next: show the reviews as they
+        # are now (given here, in the review desk or elsewhere), for the role the viewer has now.
+        reader, editor = await asyncio.to_thread(render.own_reviews, services.store, step_id, reviewer)
+        el["props"] = present.review_props(step_id, entry["name"], role, reader=reader, editor=editor,
+                                           turn_id=entry["turn_id"], step_index=entry["index"])

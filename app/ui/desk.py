@@ -106,7 +106,15 @@ async def on_action(payload: Any) -> None:
     elif op == "filter":
         cid = payload.get("character") or None
         cl.user_session.set("desk_filter", cid if isinstance(cid, str) else None)
-    elif op != "next":
+    elif op == "next":
+        current = cl.user_session.get("desk_turn")
+        item = await asyncio.to_thread(store.next_turn, reviewer, cl.user_session.get("desk_filter"))
+        if current and item is not None and item.turn_id == current:
+            await cl.Message(content=f"This turn still has steps you have not rated "
+                             f"({item.steps_done}/{item.steps_total} done): rate them, or skip it.",
+                             author="Review desk").send()
+            return
+    else:
         await cl.Message(content="Unknown desk action.", author="Review desk").send()
         return
     await show_next()

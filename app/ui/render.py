@@ -31,13 +31,10 @@ def controls_registry() -> dict[str, dict[str, Any]]:
     return reg
 
 
-def current_role() -> Role:
-    user = cl.user_session.get("user")
-    role = (getattr(user, "metadata", None) or {}).get("role", "reader")
-    try:
-        return Role(role)
-    except ValueError:
-        return Role.reader
+async def viewer_role(store: Any) -> Role:
+    """The viewer's role as the database has it now (a role changed since login counts)."""
+    account = await asyncio.to_thread(store.get_user, current_name())
+    return account.role if account is not None else Role.reader
 
 
 def current_name() -> str:
@@ -100,7 +97,7 @@ async def finish_step(cl_step: cl.Step, step: Step, role: Role, reader: Review |
 
 async def refresh_controls(store: Any, turn_id: str, *, only: set[str] | None = None) -> int:
     """Re-send the review controls of a turn's steps with what the store now holds; returns how many."""
-    reviewer, role = current_name(), current_role()
+    reviewer, role = current_name(), await viewer_role(store)
     entries = [(sid, e) for sid, e in controls_registry().items()
                if e["turn_id"] == turn_id and (only is None or sid in only)]
     for step_id, entry in entries:
@@ -117,7 +114,7 @@ async def refresh_controls(store: Any, turn_id: str, *, only: set[str] | None = 
 async def stream_turn(services: Any, character: Any, question: str, history: list[tuple[str, str]],
                       thread_id: str) -> Turn | None:
     """Run the engine for one question and show it as it streams; returns the finished turn."""
-    role, reviewer = current_role(), current_name()
+    role, reviewer = await viewer_role(services.store), current_name()
     engine, snapshot_id = await asyncio.to_thread(services.engine_for, character.id)
     parent = cl.Step(name=f"{character.name}'s reasoning", type="run", default_open=True,
                      parent_id=_current_step_id())   # under the turn, so the answer follows it
@@ -169,10 +166,10 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
 async def show_stored_turn(turn: Turn, character_name: str, header: str,
                            header_actions: list[cl.Action] | None = None) -> None:
     """Render a stored turn (review desk): the question, every step with passages and controls."""
-    role, reviewer = current_role(), current_name()
     from app.ui.services import get_services
 
     store = get_services().store
+    role, reviewer = await viewer_role(store), current_name()
     await cl.Message(content=header, author="Review desk", actions=header_actions or []).send()
     parent = cl.Step(name=f"{character_name} — question: {turn.question[:80]}", type="run",
                      default_open=True, parent_id=_current_step_id())

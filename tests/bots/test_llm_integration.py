@@ -85,7 +85,7 @@ def test_full_turn_through_real_llama_server(llama_url, holmes, retriever):
     # lean: two procedure steps, three excerpts per step, one candidate, short outputs
     character = replace(holmes, procedure=holmes.procedure[:2])
     backend = OpenAIBackend(model="smollm2", base_url=llama_url, api_key="none", timeout_s=180,
-                            max_retries=0, max_tokens=64, answer_max_tokens=32, temperature=0.0)
+                            max_retries=0, max_tokens=80, answer_max_tokens=32, temperature=0.0)
     started = time.perf_counter()
     engine = Engine(retriever, backend, candidates=1, top_k=3)
     events = list(engine.run(character, "How did you know Watson had been in Afghanistan?"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.bots.backends.llmformat import parse_step_output, partial_text_field, resolve_id
+from app.bots.backends.llmformat import parse_step_output, partial_text_field, resolve_id, stream_view
 
 LABELS = {"E1": "gutenberg-244-aaa", "E2": "gutenberg-244-bbb"}
 
@@ -56,3 +56,19 @@ def test_resolve_id_variants():
     assert resolve_id("e1", LABELS) == "gutenberg-244-aaa"
     assert resolve_id("2", LABELS) == "gutenberg-244-bbb"
     assert resolve_id("made-up", LABELS) == "made-up"
+
+
+def test_truncated_after_citations_keeps_the_quotes():
+    raw = '{"citations": [{"excerpt_id": "E1", "quote": "I perceive"}, {"excerpt_id": "E2", "quote": "my dear'
+    d = parse_step_output(raw, LABELS)
+    assert [c.excerpt_id for c in d.citations] == ["gutenberg-244-aaa", "gutenberg-244-bbb"]
+    assert d.text.startswith("\u201cI perceive\u201d")
+
+
+def test_stream_view_grows_by_appending():
+    full = '{"citations": [{"excerpt_id": "E1", "quote": "I perceive"}, {"excerpt_id": "E2", "quote": "a \\"b\\""}], "text": "So."}'
+    views = [stream_view(full[:i]) for i in range(len(full) + 1)]
+    seen = [v for v in views if v is not None]
+    assert seen[-1] == '\u201cI perceive\u201d \u201ca "b"\u201d\nSo.'
+    for a, b in zip(seen, seen[1:]):
+        assert b.startswith(a)

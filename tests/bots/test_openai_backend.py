@@ -67,9 +67,9 @@ def _pieces(text, n=7):
 def test_streams_json_steps_and_validates(fake_server, holmes, retriever):
     def reply(body):
         if body.get("response_format"):
-            step = {"text": "You have been in Afghanistan, I perceive.",
-                    "citations": [{"excerpt_id": "E1", "quote": "You have been in Afghanistan"},
-                                  {"excerpt_id": "E9", "quote": "invented"}]}
+            step = {"citations": [{"excerpt_id": "E1", "quote": "You have been in Afghanistan"},
+                                  {"excerpt_id": "E9", "quote": "invented"}],
+                    "text": "You have been in Afghanistan, I perceive."}
             return 200, _pieces(json.dumps(step))
         return 200, _pieces("Elementary, my dear fellow.")
     srv, url = fake_server(reply)
@@ -77,7 +77,7 @@ def test_streams_json_steps_and_validates(fake_server, holmes, retriever):
     assert not backend.offline and backend.name == "openai:m"
     events = list(Engine(retriever, backend, candidates=1).run(holmes, "Was Watson in Afghanistan?"))
     deltas = "".join(e.text for e in events if isinstance(e, StepDelta) and e.index == 0)
-    assert deltas == "You have been in Afghanistan, I perceive."
+    assert deltas == "\u201cYou have been in Afghanistan\u201d \u201cinvented\u201d\nYou have been in Afghanistan, I perceive."
     turn = events[-1].turn
     obs = turn.steps[0]
     assert obs.grounded and [c.valid for c in obs.citations] == [True, False]

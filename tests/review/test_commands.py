@@ -36,6 +36,8 @@ def test_db_users_reviews_commands(tmp_path, monkeypatch, turn_factory) -> None:
     assert run(cli, ["users", "add", "edith", "--role", "editor", "--password", "s3cret-pass"]).exit_code == 0
     res = run(cli, ["users", "add", "rob", "--role", "reader"], input="pw-pw-pw-pw\npw-pw-pw-pw\n")
     assert res.exit_code == 0 and "added rob (reader)" in res.output
+    res = run(cli, ["users", "add", "tess", "--role", "lab", "--password-stdin"], input="stdin-password\n")
+    assert res.exit_code == 0 and "added tess (lab)" in res.output
     res = run(cli, ["users", "add", "edith", "--password", "s3cret-pass"])
     assert res.exit_code == 1 and "already exists" in res.output
     res = run(cli, ["users", "set-role", "rob", "wizard"])

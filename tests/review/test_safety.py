@@ -88,10 +88,9 @@ def test_sigkill_during_burst_loses_no_acknowledged_review(store_url: str, turn_
     store.close()
 
 
-@pytest.mark.postgres
 @pytest.mark.timeout(120)
-def test_concurrent_editors_on_postgres_do_not_overwrite_each_other(pg_url: str, turn_factory) -> None:  # noqa: ANN001
-    db.upgrade(pg_url)
+def test_concurrent_editors_do_not_overwrite_each_other(store_url: str, turn_factory) -> None:  # noqa: ANN001
+    pg_url = store_url
     seed = ReviewStore(pg_url)
     turns = [turn_factory(grounded=(True, True, True, True)) for _ in range(3)]
     for t in turns:

@@ -43,7 +43,7 @@ def ui_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def ui_settings(tmp_path_factory: pytest.TempPathFactory, ui_model_dir: Path, shared_dir: Path):
     return prepare_data(tmp_path_factory.mktemp("ui"), ui_model_dir,
-                        shared_dir / "books" / "study_in_scarlet_244.txt", USERS)
+                        shared_dir / "books" / "study_in_scarlet_244.txt", USERS, chapters=1)
 
 
 @pytest.fixture(scope="session")

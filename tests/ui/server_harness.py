@@ -42,6 +42,8 @@ def server_env(settings) -> dict[str, str]:
                 "BOOKBOT_CHARACTERS_DIR": str(settings.characters_dir),
                 "BOOKBOT_REVIEWS_DIR": str(settings.reviews_dir),
                 "BOOKBOT_EMBED_MODEL_DIR": str(settings.embed_model_dir), "PYTHONUNBUFFERED": "1"})
+    if settings.database_url:
+        env["BOOKBOT_DATABASE_URL"] = settings.database_url
     env.pop("DATABASE_URL", None)
     env.pop("OPENAI_API_KEY", None)
     return env
@@ -79,7 +81,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def prepare_data(base: Path, model_dir: Path, book: Path, users: dict[str, tuple[str, str]],
-                 chapters: int = 2):
+                 chapters: int = 2, database_url: str | None = None):
     """A data dir with the opening of one real book imported, the database migrated, accounts added."""
     from app.library import open_library
     from app.review.db import upgrade
@@ -91,7 +93,7 @@ def prepare_data(base: Path, model_dir: Path, book: Path, users: dict[str, tuple
     (base / "books").mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "characters", base / "characters", dirs_exist_ok=True)   # a lab member may edit
     settings = Settings(data_dir=base / "data", books_dir=base / "books", characters_dir=base / "characters",
-                        reviews_dir=base / "reviews", embed_model_dir=model_dir, database_url=None,
+                        reviews_dir=base / "reviews", embed_model_dir=model_dir, database_url=database_url,
                         llm_base_url=None, llm_model=None, chroma_url=None)
     settings.ensure_dirs()
     library = open_library(settings)

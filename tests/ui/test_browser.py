@@ -152,6 +152,7 @@ def test_bad_input_gets_a_plain_answer(browser, ui_server):
     ask(page, "셜록 홈즈는 왓슨이 아프가니스탄에 다녀온 것을 어떻게 알았나요?")
     page.get_by_text("this character's book is in English").first.wait_for(timeout=20_000)
     page.locator('[data-testid="editor-controls"]').nth(4).wait_for(timeout=90_000)   # still answered
+    page.get_by_text("the limit is").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "06_bad_input.png"))
     page.close()
 
@@ -164,6 +165,8 @@ def test_review_desk_shows_queued_turns_with_progress_and_skip(browser, ui_serve
     page.locator('[data-testid="editor-controls"]').nth(4).wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "07_review_desk.png"))
     first = page.locator("blockquote").last.inner_text()
+    page.get_by_role("button", name="Next turn").last.click()          # not rated yet: it says so
+    page.get_by_text("still has steps you have not rated").first.wait_for(timeout=20_000)
     page.get_by_role("button", name="Skip this turn").last.click()
     page.wait_for_function("(q) => [...document.querySelectorAll('blockquote')].pop()?.innerText !== q",
                            arg=first, timeout=30_000)

@@ -16,10 +16,11 @@ from typing import Any, Sequence
 from app.bots.backends.base import AnswerRequest, Draft, StepRequest
 from app.domain import Citation, Excerpt
 
+# Citations come first: the model picks its quotes before it writes, and a truncated reply
+# still carries them.  (JSON-schema grammars keep this property order.)
 STEP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "text": {"type": "string"},
         "citations": {
             "type": "array",
             "items": {
@@ -29,8 +30,9 @@ STEP_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
             },
         },
+        "text": {"type": "string"},
     },
-    "required": ["text", "citations"],
+    "required": ["citations", "text"],
     "additionalProperties": False,
 }
 EXCERPT_CHARS = 900
@@ -68,7 +70,7 @@ def step_messages(request: StepRequest, structured: bool) -> list[dict[str, str]
         "book given below. Write one step: 1-3 sentences in your own voice. Support it by quoting exact "
         "words copied from an excerpt, citing that excerpt's label (E1, E2, ...). Never cite a label that "
         "is not listed and never quote words that are not in the excerpt.\n"
-        'Reply with JSON only: {"text": "...", "citations": [{"excerpt_id": "E1", "quote": "exact words"}]}'
+        'Reply with JSON only: {"citations": [{"excerpt_id": "E1", "quote": "exact words"}], "text": "your step"}'
     )
     lines = [f"Question: {request.question}"]
     if request.history:
@@ -212,8 +214,12 @@ def parse_step_output(raw: str, labels: dict[str, str]) -> Draft | None:
     if isinstance(data, dict):
         text = data.get("text") or data.get("step") or data.get("reasoning") or data.get("content") or ""
         cits = data.get("citations") or data.get("evidence") or data.get("quotes") or []
+        citations = _citations_from(cits, labels)
         if isinstance(text, str) and text.strip():
-            return Draft(text=text.strip(), citations=_citations_from(cits, labels))
+            return Draft(text=text.strip(), citations=citations)
+        quotes = [c.quote.strip() for c in citations if c.quote.strip()]
+        if quotes:   # cut off before the text: the step is what it quoted (validated like any other)
+            return Draft(text=" \u2026 ".join(f"\u201c{q}\u201d" for q in quotes), citations=citations)
     plain = re.sub(r"\s+", " ", _FENCE.sub(lambda m: m.group(1), raw or "")).strip()
     if not plain or plain.startswith("{"):
         return None
@@ -222,20 +228,16 @@ def parse_step_output(raw: str, labels: dict[str, str]) -> Draft | None:
     return Draft(text=plain, citations=cits)
 
 
-_TEXT_FIELD = re.compile(r'"text"\s*:\s*"')
+_FIELD = re.compile(r'"(text|quote)"\s*:\s*"')
 
 
-def partial_text_field(buffer: str) -> str | None:
-    """The (possibly unfinished) value of the JSON "text" field in a streamed buffer."""
-    m = _TEXT_FIELD.search(buffer)
-    if not m:
-        return None
-    i = m.end()
+def _decode_partial(buffer: str, i: int) -> tuple[str, bool, int]:
+    """Decode a JSON string body starting at ``i``: (value so far, closed?, index after)."""
     out: list[str] = []
     while i < len(buffer):
         ch = buffer[i]
         if ch == '"':
-            break
+            return "".join(out), True, i + 1
         if ch == "\\":
             if i + 1 >= len(buffer):
                 break
@@ -254,4 +256,44 @@ def partial_text_field(buffer: str) -> str | None:
             continue
         out.append(ch)
         i += 1
-    return "".join(out)
+    return "".join(out), False, len(buffer)
+
+
+def partial_fields(buffer: str) -> list[tuple[str, str, bool]]:
+    """The "quote" and "text" string values in a streamed JSON buffer, in order: (key, value, closed)."""
+    out: list[tuple[str, str, bool]] = []
+    pos = 0
+    while True:
+        m = _FIELD.search(buffer, pos)
+        if not m:
+            return out
+        value, closed, pos = _decode_partial(buffer, m.end())
+        out.append((m.group(1), value, closed))
+        if not closed:
+            return out
+
+
+def partial_text_field(buffer: str) -> str | None:
+    """The (possibly unfinished) value of the JSON "text" field in a streamed buffer."""
+    for key, value, _ in partial_fields(buffer):
+        if key == "text":
+            return value
+    return None
+
+
+def stream_view(buffer: str) -> str | None:
+    """What a reader sees of a streamed JSON step so far: quotes as they are chosen, then the text.
+
+    Grows only by appending (a closing mark is added once a quote is complete), so the
+    difference to the previous view is the delta to stream.  None when nothing is readable yet.
+    """
+    fields = partial_fields(buffer)
+    if not fields:
+        return None
+    parts: list[str] = []
+    for key, value, closed in fields:
+        if key == "quote":
+            parts.append((" " if parts else "") + "\u201c" + value + ("\u201d" if closed else ""))
+        else:
+            parts.append(("\n" if parts else "") + value)
+    return "".join(parts)

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from app.bots.backends.base import (AnswerRequest, AnswerText, BackendError, Delta, Draft, Drafts,
                                     StepRequest)
 from app.bots.backends.llmformat import (STEP_SCHEMA, answer_messages, labels_for, parse_step_output,
-                                         partial_text_field, step_messages)
+                                         step_messages, stream_view)
 
 
 class OpenAIBackend:
@@ -104,7 +104,7 @@ class OpenAIBackend:
                 buffer += piece
                 if i:
                     continue
-                visible = partial_text_field(buffer)
+                visible = stream_view(buffer)
                 if visible is None and not buffer.lstrip().startswith(("{", "`")):
                     visible = buffer
                 if visible and len(visible) > len(shown) and visible.startswith(shown):
