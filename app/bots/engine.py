@@ -29,6 +29,8 @@ from app.domain import (Candidate, Character, Excerpt, ExemplarSource, Procedure
                         StepScorer, Turn, TurnSink)
 
 EARLIER_WORDS = 40
+EARLIER_CHARS = 240         # Hangul takes many more model tokens per word
+FOLLOW_UP_WORDS = 6
 log = logging.getLogger(__name__)
 
 
@@ -82,11 +84,19 @@ class TurnDone(EngineEvent):
     total_ms: float = 0.0
 
 
-def build_query(question: str, step: ProcedureStep, earlier: Sequence[Step]) -> str:
-    parts = [question, step.search]
+def build_query(question: str, step: ProcedureStep, earlier: Sequence[Step],
+                history: Sequence[tuple[str, str]] = ()) -> str:
+    """Retrieval query of one step: the question, the step's search words, the end of earlier steps.
+
+    A short follow-up ("Why?") also carries the previous question of the conversation.
+    """
+    parts = [question]
+    if history and len(question.split()) < FOLLOW_UP_WORDS:
+        parts.append(history[-1][0])
+    parts.append(step.search)
     if earlier:
         words = " ".join(s.text for s in earlier[-2:]).split()
-        parts.append(" ".join(words[-EARLIER_WORDS:]))
+        parts.append(" ".join(words[-EARLIER_WORDS:])[-EARLIER_CHARS:])
     return " ".join(p for p in parts if p).strip()
 
 
@@ -137,8 +147,14 @@ class Engine:
                   earlier: list[Step], turn_id: str, step_id: str,
                   started: float) -> Iterator[StepDelta | Step]:
         t0 = time.perf_counter()
-        query = build_query(question, proc, earlier)
-        excerpts = list(self.retriever.retrieve(query, top_k=self.top_k, book_ids=list(character.book_ids)))
+        query = build_query(question, proc, earlier, history)
+        books = list(character.book_ids)
+        try:
+            excerpts = list(self.retriever.retrieve(query, top_k=self.top_k, book_ids=books))
+        except Exception as exc:   # e.g. a query the embedder cannot take: retry with the bare question
+            log.warning("retrieval failed (%s) for %r; retrying with the question alone", exc, query[:60])
+            excerpts = list(self.retriever.retrieve(f"{question} {proc.search}".strip()[:500],
+                                                    top_k=self.top_k, book_ids=books))
         retrieval_ms = (time.perf_counter() - t0) * 1000
         exemplars = []
         if self.exemplars is not None:

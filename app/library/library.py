@@ -108,6 +108,17 @@ class Library:
             bm25 = BM25Index.build(ids, tokens=[self._terms[i] for i in ids])
             bm25.save(path)
         self._set_bm25(bm25)
+        for old in (self.root / "bm25").glob("gen-*"):      # left behind by an interrupted change
+            number = old.name.removeprefix("gen-")
+            if number.isdigit() and int(number) < self.generation:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def refresh(self) -> bool:
+        """Reload when another process (e.g. `bookbot books add` next to a running app) changed the catalog."""
+        if self.catalog.generation == self.generation:
+            return False
+        self._load_state()
+        return True
 
     def _set_bm25(self, bm25: BM25Index) -> None:
         self.bm25 = bm25
@@ -291,6 +302,7 @@ class LibraryRetriever:
 
     def retrieve(self, query: str, *, top_k: int = 5, book_ids: Sequence[str] | None = None) -> list[Excerpt]:
         lib = self.library
+        lib.refresh()
         if not query.strip() or not lib.bm25.ids:
             return []
         config = self.fusion

@@ -20,8 +20,10 @@ camelCase columns; SQLAlchemy quotes them for us):
                NULL, "comment"
 
 All ids are TEXT (Chainlit sends uuid strings).  JSON-ish columns ("metadata",
-"generation", "props", "modes", "playerConfig") are JSONB on PostgreSQL and TEXT on SQLite
-(Chainlit json.dumps them itself); "tags" is TEXT[] on PostgreSQL and JSON text on SQLite.
+"generation", "modes", "playerConfig") are JSONB on PostgreSQL and TEXT on SQLite (Chainlit
+json.dumps them itself; read back, JSONB gives dicts and TEXT gives strings, so readers
+must accept both); elements."props" is TEXT on both, because Chainlit's get_element
+json.loads it (migration 0003).  "tags" is TEXT[] on PostgreSQL and JSON text on SQLite.
 Deleting a thread cascades to its steps, elements and feedbacks.
 
 These tables are Chainlit's alone: Bookbot's own users are `accounts` and its reasoning
@@ -108,7 +110,7 @@ elements = Table(
     Column("language", Text),
     Column("forId", Text),
     Column("mime", Text),
-    Column("props", JsonText),
+    Column("props", Text),            # TEXT everywhere: Chainlit's get_element json.loads it
     Column("autoPlay", Boolean),
     Column("playerConfig", JsonText),
 )

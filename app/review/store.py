@@ -14,6 +14,7 @@ The schema must exist: run `app.review.db.upgrade(url)` first.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -33,6 +34,7 @@ from app.review.models import (MAX_CORRECTION_CHARS, MAX_NAME_CHARS, CandidateRo
 from app.review.queue import QueueMixin, least_grounded_first
 from app.review.snapshots import SnapshotsMixin
 
+log = logging.getLogger(__name__)
 EDITOR_RATINGS = (-1, 0, 1)
 READER_RATINGS = (-1, 1)
 __all__ = ["ReviewStore", "ReviewError", "StoreUnavailable", "HistoryEntry"]
@@ -127,12 +129,20 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
             row.question, row.answer, row.backend = turn.question, turn.answer, turn.backend
             row.snapshot_id, row.user_id = turn.snapshot_id, turn.user_id
             row.step_count, row.grounded_fraction = len(steps), grounded
-            row.priority = float(self.priority(turn))
+            row.priority = self._priority_of(turn)
             s.flush()
             known = set(s.scalars(select(StepRow.id).where(StepRow.turn_id == turn.id)))
             for st in steps:
                 if st.id not in known:
                     self._insert_step(s, st, turn.id)
+
+    def _priority_of(self, turn: Turn) -> float:
+        """Queue priority from the pluggable function; a failing one must not lose the turn."""
+        try:
+            return float(self.priority(turn))
+        except Exception:  # noqa: BLE001
+            log.exception("queue priority function failed for turn %s; using least grounded first", turn.id)
+            return float(least_grounded_first(turn))
 
     @staticmethod
     def _insert_step(s: Session, st: Step, turn_id: str) -> None:
@@ -344,15 +354,19 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
 
     def iter_labelled_steps(self, character: str | None = None, *, include_machine: bool = False,
                             batch: int = 200) -> Iterator[tuple[str, str, Step, list[Review]]]:
-        """(character_id, question, step, reviews) for every reviewed step, streamed in batches."""
+        """(character_id, question, full step, all its reviews) for every step of turns an editor
+        reviewed, oldest turn first; machine labels only with `include_machine`."""
         from app.review.exports import iter_turn_records
 
         for rec in iter_turn_records(self.engine, character=character, include_machine=include_machine,
                                      batch=batch):
-            for step in rec.steps:
-                reviews = rec.reviews.get(step.id, [])
-                if reviews:
-                    yield rec.character_id, rec.question, step, reviews
+            turn = self.get_turn(rec.turn_id)
+            reviews = self.reviews_for_turn(rec.turn_id)
+            for step in turn.steps if turn else ():
+                mine = [r for r in reviews.get(step.id, [])
+                        if include_machine or r.source is not ReviewSource.machine]
+                if mine:
+                    yield turn.character_id, turn.question, step, mine
 
 
 def _history(s: Session, row: ReviewRow, action: str, now: datetime) -> None:

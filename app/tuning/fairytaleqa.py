@@ -148,12 +148,13 @@ class SimulatedEditor:
 class CachedEmbedder:
     """Wraps an embedder; vectors of texts seen before come from a .npz file in the data dir."""
 
-    def __init__(self, embedder, path: Path) -> None:
+    def __init__(self, embedder, path: Path, *, save_every: int = 1000) -> None:
         self.embedder = embedder
+        self.save_every = save_every
         self.path = path
         self.name = getattr(embedder, "name", "embedder")
         self._cache: dict[str, np.ndarray] = {}
-        self._dirty = False
+        self._dirty = 0
         if path.exists():
             with np.load(path) as data:
                 self._cache = {k: data[k] for k in data.files}
@@ -164,12 +165,18 @@ class CachedEmbedder:
 
     def embed_long(self, texts: Sequence[str], **kwargs) -> np.ndarray:
         keys = [self._key(t) for t in texts]
-        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._cache:
+                first.setdefault(k, i)
+        missing = list(first.values())
         if missing:
             vectors = self.embedder.embed_long([texts[i] for i in missing], **kwargs)
             for i, vec in zip(missing, vectors):
                 self._cache[keys[i]] = vec
-            self._dirty = True
+            self._dirty += len(missing)
+            if self._dirty >= self.save_every:      # an interrupted long run keeps what it paid for
+                self.save()
         return np.stack([self._cache[k] for k in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -182,4 +189,4 @@ class CachedEmbedder:
         tmp = self.path.with_name(self.path.stem + ".tmp.npz")
         np.savez(tmp, **self._cache)
         tmp.replace(self.path)
-        self._dirty = False
+        self._dirty = 0

@@ -67,6 +67,21 @@ def uncertainty_priority(scorer: VerifierScorer) -> Callable[[Turn], float]:
     return priority
 
 
+def snapshot_priority(settings: Settings, fallback: Callable[[Turn], float] | None = None) -> Callable[[Turn], float]:
+    """Queue priority for *new* turns: the active snapshot's verifier uncertainty for the turn's
+    character, else `fallback` (the store's default).  Pass it as ``ReviewStore(url, priority=...)``."""
+    from app.tuning.snapshots import active_snapshot
+
+    def priority(turn: Turn) -> float:
+        snap = active_snapshot(settings, turn.character_id)
+        scorer = snap.scorer() if snap is not None else None
+        if scorer is None:
+            return fallback(turn) if fallback is not None else 0.0
+        return uncertainty_priority(scorer)(turn)
+
+    return priority
+
+
 def prelabel_queue(store, scorer: VerifierScorer, character_id: str, *, limit: int = 500) -> int:
     """Machine-label unreviewed steps the verifier is confident about; returns how many."""
     from app.domain import ReviewSource

@@ -88,7 +88,7 @@ class SnapshotMirror(Protocol):
     """Where snapshot records are mirrored for the rest of the app (the review store's table)."""
 
     def add(self, meta: SnapshotMeta, folder: Path) -> None: ...
-    def set_active(self, character_id: str, version: str | None) -> None: ...
+    def set_active(self, character_id: str, snapshot: "LoadedSnapshot | None") -> None: ...
 
 
 class StoreMirror:
@@ -102,11 +102,13 @@ class StoreMirror:
                    "parts": meta.parts, "notes": meta.notes}
         self.store.add_snapshot(meta.id, meta.character_id, metrics=metrics, artifact_path=str(folder))
 
-    def set_active(self, character_id: str, version: str | None) -> None:
-        if version is None:
+    def set_active(self, character_id: str, snapshot: "LoadedSnapshot | None") -> None:
+        if snapshot is None:
             self.store.deactivate_snapshots(character_id)
-        else:
-            self.store.activate_snapshot(f"{character_id}@{version}")
+            return
+        if not any(info.id == snapshot.id for info in self.store.list_snapshots(character_id)):
+            self.add(snapshot.meta, snapshot.path)          # built elsewhere (e.g. by an eval run)
+        self.store.activate_snapshot(snapshot.id)
 
 
 def _history_path(settings: Settings, character_id: str) -> Path:
@@ -255,15 +257,15 @@ def _write_pointer(settings: Settings, character_id: str, version: str | None) -
 def activate(settings: Settings, character_id: str, version: str,
              mirror: SnapshotMirror | None = None) -> SnapshotMeta:
     """Make `version` the character's active snapshot (new conversations use it)."""
-    meta = load_snapshot(settings, character_id, version).meta    # fails clearly if missing or broken
+    loaded = load_snapshot(settings, character_id, version)     # fails clearly if missing or broken
     history = _read_history(settings, character_id)
+    if mirror is not None:                                       # the database first: if it fails,
+        mirror.set_active(character_id, loaded)                  # nothing on disk has changed
     if not history or history[-1] != version:
         history.append(version)
     _write_history(settings, character_id, history)
     _write_pointer(settings, character_id, version)
-    if mirror is not None:
-        mirror.set_active(character_id, version)
-    return meta
+    return loaded.meta
 
 
 def rollback(settings: Settings, character_id: str, mirror: SnapshotMirror | None = None) -> str | None:
@@ -275,10 +277,10 @@ def rollback(settings: Settings, character_id: str, mirror: SnapshotMirror | Non
     if history and history[-1] == current:
         history.pop()
     previous = history[-1] if history else None
+    if mirror is not None:
+        mirror.set_active(character_id, load_snapshot(settings, character_id, previous) if previous else None)
     _write_history(settings, character_id, history)
     _write_pointer(settings, character_id, previous)
-    if mirror is not None:
-        mirror.set_active(character_id, previous)
     return previous
 
 

@@ -69,6 +69,9 @@ def test_query_uses_question_step_search_and_earlier_steps(holmes, retriever):
     assert "theorize evidence" in q1[0] and "Watson was in Afghanistan." in q1[0]
     assert q0[2] == ("gutenberg-244",)
     assert build_query("q", holmes.procedure[1], []) == "q theorize evidence"
+    assert build_query("Why?", holmes.procedure[1], [], [("Was Watson a doctor?", "Yes.")]) == \
+        "Why? Was Watson a doctor? theorize evidence"
+    assert build_query("Why was Watson a doctor then?", holmes.procedure[1], [], [("x", "y")]).count("x") == 0
 
 
 def test_citation_must_come_from_this_steps_retrieval(holmes, retriever):

@@ -186,3 +186,14 @@ def test_shared_index_on_a_real_chroma_server(lib_settings, embedder, sample_boo
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_running_instance_sees_books_added_by_another_process(bm25_settings, sample_book):
+    running = open_library(bm25_settings, warn=lambda m: None)
+    assert running.retriever().retrieve(QUESTION) == []
+    cli_side = open_library(bm25_settings, warn=lambda m: None)
+    cli_side.add_file(sample_book)
+    assert any("Afghanistan" in h.text for h in running.retriever().retrieve(QUESTION, top_k=3))
+    cli_side.remove("gutenberg-244")
+    assert running.retriever().retrieve(QUESTION) == []
+    assert [p.name for p in (running.root / "bm25").iterdir()] == [f"gen-{running.generation}"]

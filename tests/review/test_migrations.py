@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -67,3 +69,24 @@ def test_async_url_for_chainlit() -> None:
     assert db.async_url("sqlite:////tmp/x.db") == "sqlite+aiosqlite:////tmp/x.db"
     assert db.async_url("postgresql://u:p@h:5432/d") == "postgresql+asyncpg://u:p@h:5432/d"
     assert db.async_url("postgresql+psycopg://h/d") == "postgresql+asyncpg://h/d"
+
+
+def test_stepwise_upgrade_keeps_data(blank_url: str) -> None:
+    """Upgrading a database that already holds rows, one revision at a time, keeps them."""
+    from sqlalchemy import text
+
+    assert db.upgrade(blank_url, "0002") == "0002"
+    engine = db.make_engine(blank_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text('INSERT INTO threads ("id", "name") VALUES (\'t1\', \'old thread\')'))
+            conn.execute(text('INSERT INTO elements ("id", "threadId", "name", "props") '
+                              'VALUES (\'e1\', \'t1\', \'StepReview\', :p)'), {"p": '{"stepId": "s1"}'})
+        assert db.upgrade(blank_url) == db.head()
+        with engine.connect() as conn:
+            props = conn.execute(text('SELECT "props" FROM elements WHERE "id" = \'e1\'')).scalar()
+        assert isinstance(props, str) and json.loads(props) == {"stepId": "s1"}
+        assert db.downgrade(blank_url, "0001") == "0001"
+        assert db.upgrade(blank_url) == db.head()
+    finally:
+        engine.dispose()

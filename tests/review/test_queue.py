@@ -56,3 +56,14 @@ def test_pluggable_priority(store, turn_factory, ago) -> None:  # noqa: ANN001
     assert [q.turn_id for q in store.queue()] == [b.id, a.id]           # equal priority: newest first
     assert store.reprioritize(lambda turn: -len(turn.question)) == 2
     assert [q.turn_id for q in store.queue()] == [a.id, b.id]
+
+
+def test_failing_priority_function_does_not_lose_the_turn(sqlite_store, turn_factory) -> None:  # noqa: ANN001
+    def broken(turn):  # noqa: ANN001, ANN202
+        raise RuntimeError("verifier not loaded")
+
+    sqlite_store.priority = broken
+    turn = turn_factory(grounded=(False, True))
+    sqlite_store.save_turn(turn)
+    (item,) = sqlite_store.queue()
+    assert item.turn_id == turn.id and item.priority == 0.5

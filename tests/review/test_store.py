@@ -188,3 +188,20 @@ def test_snapshots(store) -> None:  # noqa: ANN001
     assert {s.id for s in store.list_snapshots("holmes")} == {"snap-1", "snap-2"}
     store.deactivate_snapshots("holmes")
     assert store.active_snapshot("holmes") is None
+
+
+def test_iter_labelled_steps_gives_full_steps(store, turn_factory) -> None:  # noqa: ANN001
+    a, b = turn_factory(character="holmes"), turn_factory(character="alice")
+    for t in (a, b):
+        store.save_turn(t)
+    store.record_review(Review(step_id=a.steps[0].id, reviewer="ann", kind=E, rating=-1), Role.editor)
+    store.record_review(Review(step_id=a.steps[1].id, reviewer="rita", kind=R, rating=1), Role.reader)
+    store.record_review(Review(step_id=b.steps[0].id, reviewer="verifier", kind=E, rating=1,
+                               source=ReviewSource.machine), Role.lab)
+    items = list(store.iter_labelled_steps())
+    assert [(ch, st.index, [r.source.value for r in rs]) for ch, _, st, rs in items] == [
+        ("holmes", 0, ["human"]), ("holmes", 1, ["inferred", "human"]), ("holmes", 2, ["inferred"])]
+    assert items[0][2].candidates[0].features == a.steps[0].candidates[0].features
+    assert items[0][2].excerpts == a.steps[0].excerpts
+    assert [ch for ch, *_ in store.iter_labelled_steps(include_machine=True)].count("alice") == 1
+    assert list(store.iter_labelled_steps("alice")) == []

@@ -49,11 +49,12 @@ def test_snapshots_commands(cli_env):
     assert code == 1 and "no snapshot synth@v9" in out
     code, out = invoke("snapshots", "compare", "synth", "v1", "v7")
     assert code == 1 and "unknown version(s) v7" in out
-    # the store's table mirrors activations made from the CLI
+    # the store's table mirrors activations made from the CLI (rows added on first activation)
     from app.review.store import ReviewStore
     store = ReviewStore(settings.resolved_database_url)
     try:
-        assert store.list_snapshots("synth") == []     # built outside `bookbot tune`: files only
+        assert {r.id for r in store.list_snapshots("synth")} == {"synth@v1", "synth@v2"}
+        assert store.active_snapshot("synth").id == "synth@v1"
     finally:
         store.close()
 

@@ -79,3 +79,16 @@ def test_snapshot_without_enough_labels_keeps_notes(settings, items):
     assert "verifier" not in meta.parts and "verifier skipped" in meta.notes
     loaded = snap.load_snapshot(settings, "synth", meta.version)
     assert loaded.scorer() is None
+
+
+def test_new_turns_get_the_active_verifiers_uncertainty_as_priority(settings, items):
+    from app.domain import Turn
+    from app.tuning.service import snapshot_priority
+
+    priority = snapshot_priority(settings, fallback=lambda turn: -1.0)
+    turn = Turn(id="t", conversation_id="c", character_id="synth", question=items[0].question,
+                steps=[items[0].step, items[1].step])
+    assert priority(turn) == -1.0                       # untuned: the store's own ordering
+    build_snapshot(settings, "synth", items, make_active=True)
+    value = priority(turn)
+    assert 0.0 <= value <= 1.0

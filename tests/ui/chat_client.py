@@ -80,8 +80,7 @@ class ChatClient:
                 return
 
     async def ask(self, question: str, timeout: float = 120) -> Timing:
-        while not self.events.empty():
-            self.events.get_nowait()
+        await self.settle(0.3)                 # late events of the previous exchange are not ours
         timing = Timing()
         msg = {"id": str(uuid.uuid4()), "threadId": "", "name": self.username, "type": "user_message",
                "output": question, "createdAt": datetime.now(timezone.utc).isoformat(), "metadata": {}}

@@ -32,6 +32,9 @@ async def _forge(base: str) -> dict:
         empty = await client.ask("   ")
         timing = await client.ask("What is the science of deduction?")
         controls = [e for e in timing.elements if e.get("name") == "StepReview"]
+        assert controls, (f"no review controls seen: steps={len(timing.steps)} "
+                          f"elements={[e.get('name') for e in timing.elements]} "
+                          f"messages={[m.get('output', '')[:60] for m in timing.messages]}")
         step_id = controls[-1]["props"]["step_id"]
         role_seen = controls[-1]["props"]["role"]
         forged = await client.call_action(http, "review_step", {

@@ -34,6 +34,7 @@ DEFAULT_TEMPLATES = {
 
 _SENT_SPLIT = re.compile(r"(?<=[.!?\u3002])[\"'\u201d\u2019)]*\s+|\n+")
 MIN_WORDS, MAX_WORDS = 5, 60
+MAX_POINTS = 3          # quotes the offline answer repeats before its conclusion
 
 
 def split_sentences(text: str) -> list[str]:
@@ -45,11 +46,16 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+_EDGE_QUOTES = "\"'\u201c\u201d\u2018\u2019 "
+
+
 def _fit(sentence: str) -> str:
+    """A verbatim piece of the sentence: at most MAX_WORDS words, without dangling quote marks
+    (the template adds its own), so it still occurs in the excerpt as it is."""
     words = sentence.split()
-    if len(words) <= MAX_WORDS:
-        return sentence
-    return " ".join(words[:MAX_WORDS])          # a verbatim prefix still occurs in the excerpt
+    if len(words) > MAX_WORDS:
+        sentence = " ".join(words[:MAX_WORDS])
+    return sentence.strip(_EDGE_QUOTES) or sentence
 
 
 def _template(character: Character, key: str, step_name: str | None = None) -> str:
@@ -64,7 +70,7 @@ def _template(character: Character, key: str, step_name: str | None = None) -> s
 
 def _chapter(excerpt: Excerpt) -> str:
     loc = excerpt.location
-    return loc.chapter_title or f"ch. {loc.chapter_number}"
+    return (loc.chapter_title or "").strip().rstrip(".:;,") or f"ch. {loc.chapter_number}"
 
 
 def _fill(template: str, **values: str) -> str:
@@ -104,7 +110,7 @@ class ExtractiveBackend:
                 n_words = len(sentence.split())
                 if n_words < MIN_WORDS and not re.search(r"[\uac00-\ud7a3]", sentence):
                     continue
-                if normalize(sentence) in used:
+                if normalize(_fit(sentence)) in used:
                     continue
                 sent_tokens = set(tokens(sentence))
                 if sent_tokens:
@@ -195,7 +201,8 @@ class ExtractiveBackend:
             return _fill(_template(character, "no_evidence"), step=_no_step(character), question=question,
                          name=character.name)
         # the last grounded step's quote is the conclusion; the others are the points leading to it
-        return _fill(_template(character, "answer"), points=" ".join(points[:-1]), conclusion=quotes[-1],
+        return _fill(_template(character, "answer"), points=" ".join(points[:-1][:MAX_POINTS]),
+                     conclusion=quotes[-1],
                      first_quote=quotes[0], question=question, name=character.name, book=books[0])
 
 

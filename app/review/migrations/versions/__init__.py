@@ -1,0 +1,1 @@
+"""Migration scripts, applied in order; append-only: never edit a released one."""
