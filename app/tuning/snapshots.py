@@ -29,7 +29,7 @@ from app.tuning.linear import LinearModel
 from app.tuning.reranker import RerankingRetriever
 from app.tuning.verifier import VerifierScorer, prelabel_allowed
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 class SnapshotError(ValueError):

@@ -116,7 +116,6 @@ async def resume(thread: dict) -> None:
             cl.user_session.set("character_id", c.id)
     by_cl_step = {st["id"]: _json(st.get("metadata")) for st in steps}
     registry = render.controls_registry()
-    reviewer, role = render.current_name(), await render.viewer_role(services.store)
     for el in thread.get("elements") or []:
         if el.get("name") != "StepReview":
             continue
@@ -129,8 +128,15 @@ async def resume(thread: dict) -> None:
                  "turn_id": props.get("turn_id", ""), "index": props.get("step_index", 0),
                  "name": props.get("step_name", "")}
         registry[step_id] = entry
-        # The thread dict is what Chainlit sends to the browser next: show the reviews as they
-        # are now (given here, in the review desk or elsewhere), for the role the viewer has now.
-        reader, editor = await asyncio.to_thread(render.own_reviews, services.store, step_id, reviewer)
-        el["props"] = present.review_props(step_id, entry["name"], role, reader=reader, editor=editor,
-                                           turn_id=entry["turn_id"], step_index=entry["index"])
+
+
+def control_props(store: Any, author: str, props: dict) -> dict:
+    """StepReview props for a thread's author as of now (used by the data layer on every read)."""
+    step_id = props.get("step_id")
+    if not isinstance(step_id, str) or not step_id:
+        return props
+    account = store.get_user(author)
+    role = account.role if account is not None else Role.reader
+    reader, editor = render.own_reviews(store, step_id, author)
+    return present.review_props(step_id, props.get("step_name", ""), role, reader=reader, editor=editor,
+                                turn_id=props.get("turn_id", ""), step_index=props.get("step_index", 0))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -61,6 +62,31 @@ def auth_secret(settings) -> str:
     return secret
 
 
+APP_LINKS = (".chainlit", "public")                    # folders: linked
+APP_COPIES = ("chainlit.md", "chainlit_ko-KR.md")       # Chainlit refuses welcome pages behind a link
+
+
+def app_root(settings) -> Path:
+    """A Chainlit app root inside the data dir that links to the repo's Chainlit files.
+
+    Chainlit keeps session files in ``<app root>/.files`` and deletes that whole
+    folder when a server stops; a root per data dir keeps runtime files out of the
+    repo and lets several servers (tests, a second instance) run side by side.
+    """
+    root = (settings.data_dir / "chainlit_app").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    for name in APP_LINKS:
+        link, target = root / name, ROOT / name
+        if link.is_symlink() and link.resolve() == target.resolve():
+            continue
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        link.symlink_to(target)
+    for name in APP_COPIES:
+        shutil.copyfile(ROOT / name, root / name)
+    return root
+
+
 def server_env(settings, base: Optional[dict[str, str]] = None) -> dict[str, str]:
     """Environment for the chainlit process: absolute BOOKBOT_* paths (it runs in the repo root)."""
     env = dict(os.environ if base is None else base)
@@ -72,7 +98,8 @@ def server_env(settings, base: Optional[dict[str, str]] = None) -> dict[str, str
         env["BOOKBOT_DATABASE_URL"] = settings.resolved_database_url
     env["CHAINLIT_AUTH_SECRET"] = auth_secret(settings)
     env.pop("DATABASE_URL", None)     # Chainlit would build its own data layer from it
-    env.setdefault("CHAINLIT_APP_ROOT", str(ROOT))
+    env["CHAINLIT_APP_ROOT"] = str(app_root(settings))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -131,7 +158,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     console.print(f"Bookbot on http://{host}:{port}  (Ctrl+C stops it)")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.chdir(ROOT)
+    os.chdir(env["CHAINLIT_APP_ROOT"])
     os.execve(sys.executable, argv, env)
 
 

@@ -6,16 +6,18 @@ small local storage client (Chainlit's SQLAlchemy layer silently drops every
 element without one), and ``BookbotDataLayer``, which fixes what Chainlit's
 SQLAlchemy layer gets wrong on our schema: thread tags on SQLite (a Python list
 does not bind; the review area's ``prepare_chainlit_engine`` hook fixes it), JSON columns read back as strings on SQLite (element props,
-step metadata), and steps losing ``defaultOpen`` when a thread is reopened
-(our step controls only show in open steps).  The tables themselves come from
+step metadata), steps losing ``defaultOpen`` when a thread is reopened
+(our step controls only show in open steps), and review controls showing the
+state they had when last saved instead of the reviews stored now.  The tables themselves come from
 the review area's Alembic migrations.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.data.storage_clients.base import BaseStorageClient
@@ -71,8 +73,15 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+ControlProps = Callable[[str, dict], dict]   # (thread author, stored props) -> props as of now
+
+
 class BookbotDataLayer(SQLAlchemyDataLayer):
-    def __init__(self, sync_url: str, files_dir: Path):
+    """``control_props`` (optional) re-derives the review controls' props from the review store
+    whenever a thread is read, so a reopened thread shows the reviews as they are now."""
+
+    def __init__(self, sync_url: str, files_dir: Path, control_props: ControlProps | None = None):
+        self.control_props = control_props
         from app.review.db import async_url
 
         conninfo = async_url(sync_url)
@@ -100,4 +109,7 @@ class BookbotDataLayer(SQLAlchemyDataLayer):
             for element in thread.get("elements", []):
                 props = _json_value(element.get("props"))
                 element["props"] = props if isinstance(props, dict) else {}
+                if self.control_props and element.get("name") == "StepReview" and thread.get("userIdentifier"):
+                    element["props"] = await asyncio.to_thread(self.control_props, thread["userIdentifier"],
+                                                               element["props"])
         return threads

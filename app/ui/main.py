@@ -27,8 +27,11 @@ STARTER = "ask_starter"     # the card's starter questions, as buttons under the
 def _data_layer() -> Any:
     from app.ui.datalayer import BookbotDataLayer
 
-    settings = get_services().settings
-    return BookbotDataLayer(settings.resolved_database_url, settings.data_dir / "chainlit_files")
+    services = get_services()
+    settings = services.settings
+    return BookbotDataLayer(settings.resolved_database_url, settings.data_dir / "chainlit_files",
+                            control_props=lambda author, props: actions.control_props(services.store,
+                                                                                      author, props))
 
 
 @cl.on_app_startup

@@ -96,6 +96,7 @@ def test_ask_json_and_unknown_character(cli, alice_library):
     turn = json.loads(out.output)
     assert turn["character_id"] == "alice" and len(turn["steps"]) == 4 and turn["backend"] == "extractive"
     assert all(len(s["candidates"]) == 1 for s in turn["steps"])
+    assert all(s["grounded"] and all(c["valid"] for c in s["citations"]) for s in turn["steps"])
     out = cli("ask", "nobody", "hi")
     assert out.exit_code == 1 and "no character 'nobody'" in out.output
 
@@ -109,3 +110,20 @@ def test_chat_repl(cli, alice_library):
     out = cli("chat", "alice", input="What did the Caterpillar ask?\nexit\n")
     assert out.exit_code == 0, out.output
     assert "How do you do?" in out.output and "OFFLINE MODE" in out.output and "[4/4]" in out.output
+
+
+def test_ask_save_stores_turn_for_review(cli, alice_library, tmp_path):
+    out = cli("ask", "alice", "What did the Caterpillar ask Alice?", "--save", "--json", "-n", "2")
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output[out.output.index("{"):])
+    from app.review.store import ReviewStore
+    from app.settings import Settings
+    store = ReviewStore(Settings().resolved_database_url)
+    try:
+        turn = store.get_turn(printed["id"])
+    finally:
+        store.close()
+    assert turn is not None and turn.character_id == "alice" and len(turn.steps) == 4
+    assert [s.id for s in turn.steps] == [s["id"] for s in printed["steps"]]
+    assert sum(len(s.candidates) for s in turn.steps) == sum(len(s["candidates"]) for s in printed["steps"])
+    assert all(c.features for s in turn.steps for c in s.candidates)

@@ -70,3 +70,10 @@ def test_default_templates_and_korean(holmes):
 def test_fake_retriever_respects_books(excerpts):
     r = FakeRetriever(excerpts)
     assert all(e.book_id == "gutenberg-11" for e in r.retrieve("tired sister", book_ids=["gutenberg-11"]))
+
+
+def test_sentence_split_keeps_abbreviations():
+    from app.bots.backends.extractive import split_sentences
+    text = "Mr. Darcy bowed. Mrs. Bennet said nothing to Dr. J. Watson! Then he left.\nA new line"
+    assert split_sentences(text) == ["Mr. Darcy bowed.", "Mrs. Bennet said nothing to Dr. J. Watson!",
+                                     "Then he left.", "A new line"]

@@ -81,3 +81,33 @@ def test_eval_fairytaleqa_small(cli_env, shared_dir, tmp_path):
     assert code == 1 and "is the split being reported on" in out
     code, out = invoke("eval", "fairytaleqa", str(tmp_path), "--simulate-reviews", "10")
     assert code == 1 and "not a FairytaleQA split folder" in out
+
+
+def test_tune_command_builds_and_activates_from_stored_reviews(cli_env, shared_dir):
+    from app.bots.backends.extractive import ExtractiveBackend
+    from app.bots.engine import Engine
+    from app.domain import Role
+    from app.review import db
+    from app.review.store import ReviewStore
+    from app.tuning.evaluation import Indexes
+    from app.tuning.fairytaleqa import CHARACTER_ID, SimulatedEditor, load_split, storyteller
+
+    settings = cli_env
+    settings.ensure_dirs()
+    db.upgrade(settings.resolved_database_url)
+    store = ReviewStore(settings.resolved_database_url)
+    story = load_split(shared_dir / "eval" / "fairytaleqa" / "train", limit=1)[0]
+    engine = Engine(Indexes(None).get(story), ExtractiveBackend(), sink=store, candidates=2)
+    try:
+        for qa in story.questions[:10]:
+            turn = engine.answer(storyteller(story.name), qa.question)
+            for review in SimulatedEditor().review_turn(turn, qa.evidence):
+                store.record_review(review, Role.editor)
+    finally:
+        store.close()
+    code, out = invoke("tune", CHARACTER_ID)
+    assert code == 0, out
+    assert "no usable card" in out                      # not a card in characters/: still tunes
+    assert f"snapshot {CHARACTER_ID}@v1" in out and "active" in out and "verifier ROC AUC" in out
+    code, out = invoke("snapshots", "list", CHARACTER_ID)
+    assert "* v1" in out

@@ -116,6 +116,7 @@ def test_editor_asks_opens_a_passage_rates_minus_one_and_finds_it_stored(browser
     page.wait_for_selector("#chat-input", timeout=30_000)
     page.locator(f'#thread-history a[href="/thread/{turn.conversation_id}"]').click()
     page.locator('[data-testid="editor-recorded"]', has_text="Recorded 0").first.wait_for(timeout=30_000)
+    page.locator('[data-testid="editor-controls"]').nth(4).wait_for(timeout=30_000)   # JSX loads async
     assert page.locator('[data-testid="editor-controls"]').count() == 5
     assert page.locator(".element-link").count() >= 3
     page.screenshot(path=str(ARTIFACTS / "04_thread_reopened.png"))
@@ -170,6 +171,8 @@ def test_review_desk_shows_queued_turns_with_progress_and_skip(browser, ui_serve
     page.get_by_role("button", name="Skip this turn").last.click()
     page.wait_for_function("(q) => [...document.querySelectorAll('blockquote')].pop()?.innerText !== q",
                            arg=first, timeout=30_000)
+    page.get_by_role("button", name="Sherlock Holmes").last.click()   # filter by character
+    page.get_by_text("Progress (Sherlock Holmes)").first.wait_for(timeout=30_000)
     page.close()
 
 

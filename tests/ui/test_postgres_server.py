@@ -75,5 +75,5 @@ def test_chat_and_review_on_postgresql(pg_url, tmp_path, ui_model_dir, shared_di
         (thread_id, tags), = conn.execute("SELECT id, tags FROM threads").fetchall()
         assert thread_id == turn.conversation_id and tags == ["Sherlock Holmes"]
         n_controls = conn.execute("""SELECT count(*) FROM elements WHERE name = 'StepReview'
-                                     AND props->>'step_id' IS NOT NULL""").fetchone()[0]
+                                     AND props::jsonb->>'step_id' IS NOT NULL""").fetchone()[0]
         assert n_controls == len(turn.steps)

@@ -46,6 +46,9 @@ def test_dev_mode_creates_demo_users_and_production_has_no_default_password(env,
     assert argv[-5:] == ["--host", "127.0.0.1", "--port", "8123", "--headless"][-5:]
     assert "DATABASE_URL" not in child_env and child_env["CHAINLIT_AUTH_SECRET"]
     assert child_env["BOOKBOT_DATA_DIR"] == str(env.data_dir.resolve())
+    app_root = commands.Path(child_env["CHAINLIT_APP_ROOT"])
+    assert app_root.parent == env.data_dir.resolve()              # Chainlit's .files stay in the data dir
+    assert (app_root / ".chainlit" / "config.toml").is_file() and (app_root / "public" / "elements").is_dir()
     secret_file = env.data_dir / "auth_secret"
     assert oct(secret_file.stat().st_mode)[-3:] == "600"
     assert commands.auth_secret(env) == child_env["CHAINLIT_AUTH_SECRET"]     # stable across starts

@@ -37,12 +37,23 @@ MIN_WORDS, MAX_WORDS = 5, 60
 MAX_POINTS = 3          # quotes the offline answer repeats before its conclusion
 
 
+_ABBREV = re.compile(r"(?:\b(?:Mr|Mrs|Messrs|Ms|Dr|St|Col|Capt|Gen|Lieut|Prof|Rev|Sr|Jr|Mme|Mlle|No|vol|"
+                     r"ch|cf|etc|i\.e|e\.g|viz)|\b[A-Z])\.$")
+
+
 def split_sentences(text: str) -> list[str]:
+    """Sentences (or lines) of an excerpt; "Mr." and initials do not end a sentence."""
     out: list[str] = []
+    glue = False
     for part in _SENT_SPLIT.split(text):
         s = re.sub(r"\s+", " ", part or "").strip()
-        if s:
+        if not s:
+            continue
+        if glue and out:
+            out[-1] = f"{out[-1]} {s}"
+        else:
             out.append(s)
+        glue = bool(_ABBREV.search(out[-1]))
     return out
 
 

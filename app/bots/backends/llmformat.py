@@ -70,8 +70,13 @@ def step_messages(request: StepRequest, structured: bool) -> list[dict[str, str]
         "book given below. Write one step: 1-3 sentences in your own voice. Support it by quoting exact "
         "words copied from an excerpt, citing that excerpt's label (E1, E2, ...). Never cite a label that "
         "is not listed and never quote words that are not in the excerpt.\n"
-        'Reply with JSON only: {"citations": [{"excerpt_id": "E1", "quote": "exact words"}], "text": "your step"}'
+        'Reply with one JSON object only. Its "citations" is a list of objects, each with "excerpt_id" '
+        '(a label from the list, such as E1) and "quote" (words copied exactly from that excerpt); its '
+        '"text" is your step.'
     )
+    if not structured:
+        system += ' Start your reply with { and end it with }.'
+
     lines = [f"Question: {request.question}"]
     if request.history:
         last_q, last_a = request.history[-1]
@@ -97,7 +102,11 @@ def answer_messages(request: AnswerRequest) -> list[dict[str, str]]:
     system = persona(c) + ("Answer the reader's question in your own voice in 2-5 sentences, building on "
                            "your reasoning steps below. Say nothing the steps do not support. "
                            + (c.answer_style or ""))
-    lines = [f"Question: {request.question}", "Your reasoning steps:"]
+    lines = []
+    if c.examples:
+        lines.append("How you talk (examples):")
+        lines += [f"Reader: {u}\nYou: {a}" for u, a in c.examples[:2]]
+    lines += [f"Question: {request.question}", "Your reasoning steps:"]
     for s in request.steps:
         quotes = "; ".join(f"\u201c{x.quote}\u201d" for x in s.citations if x.valid)
         mark = "" if s.grounded else " (not supported by the book)"
