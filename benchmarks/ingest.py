@@ -128,7 +128,7 @@ def run_llamaindex(books_dir: Path, model_dir: Path, work: Path) -> dict:
                  for n in BOOKS]
     nodes = SentenceSplitter().get_nodes_from_documents(documents)
     client = chromadb.PersistentClient(path=str(work / "llamaindex"), settings=ChromaSettings(anonymized_telemetry=False))
-    store = ChromaVectorStore(chroma_collection=client.get_or_create_collection("li"))
+    store = ChromaVectorStore(chroma_collection=client.get_or_create_collection("llamaindex_default"))
     index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store),
                              embed_model=LlamaEmbedding(embedder))
     ingest = time.perf_counter() - started
@@ -159,18 +159,27 @@ def main() -> None:
         "BOOKBOT_EMBED_MODEL_DIR", Path.home() / ".cache" / "bookbot" / "models" / "all-MiniLM-L6-v2")))
     parser.add_argument("--mode", choices=sorted(MODES))
     parser.add_argument("--work", type=Path)
+    parser.add_argument("--results", type=Path, help="JSON file: keep each pipeline's numbers there and "
+                        "reuse the ones already measured")
     args = parser.parse_args()
     if args.mode:
         print(json.dumps(MODES[args.mode](args.books, args.model_dir, args.work)))
         return
-    results = {}
+    results = json.loads(args.results.read_text()) if args.results and args.results.is_file() else {}
     with tempfile.TemporaryDirectory(prefix="bookbot-bench-") as work:
         for mode in ("embedder", "ours", "llamaindex"):
+            if mode in results:
+                continue
             print(f"running {mode}…", file=sys.stderr, flush=True)
             out = subprocess.run([sys.executable, __file__, "--mode", mode, "--books", str(args.books),
                                   "--model-dir", str(args.model_dir), "--work", work],
-                                 capture_output=True, text=True, check=True)
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
             results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{mode}: {json.dumps(results[mode])}", file=sys.stderr, flush=True)
+            if args.results:
+                args.results.write_text(json.dumps(results, indent=1))
     ours, emb, li = results["ours"], results["embedder"], results["llamaindex"]
     print(f"six English books, {ours['excerpts']} excerpts (ours) / {li['chunks']} chunks (LlamaIndex default)")
     print(f"{'pipeline':<34}{'ingest s':>10}{'peak MB':>10}")

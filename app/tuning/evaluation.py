@@ -180,6 +180,7 @@ def plot_curve(points: Sequence[CurvePoint], path, *, title: str) -> None:
     ax.axhline(points[0].metrics["R@1"], color="grey", linestyle=":", linewidth=1,
                label="untuned R@1")
     ax.set_xscale("symlog", linthresh=100)
+    ax.set_xlim(-5, max(xs) * 1.15 if max(xs) > 0 else 1)
     ax.set_xticks(xs)
     ax.set_xticklabels([str(x) for x in xs])
     ax.set_xlabel("simulated editor step reviews (train split)")

@@ -5,8 +5,8 @@ steps rated -1 for a wrong / not-in-book excerpt cited (negatives).  Features
 per (query, excerpt) are read off the base hybrid retriever's pool: fused, dense
 and BM25 scores (relative to the pool's best) and ranks, query–excerpt word and
 bigram overlap (plain and idf-weighted within the pool), excerpt length, and the
-labels the excerpt has gathered from earlier reviews (leave-one-out in
-training).  The wrapper fetches a wider pool (``pool_factor`` × top_k) from the
+labels the excerpt has gathered from earlier reviews (leaving out the
+example's own turn in training).  The wrapper fetches a wider pool (``pool_factor`` × top_k) from the
 base retriever and returns its top_k by the learned score.
 """
 
@@ -94,8 +94,19 @@ def excerpt_priors(items: Sequence[LabelledStep]) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in counts.items()}
 
 
-def training_rows(items: Sequence[LabelledStep],
-                  priors: Mapping[str, tuple[int, int]]) -> tuple[list[dict[str, float]], list[int], list[str]]:
+def training_rows(items: Sequence[LabelledStep], priors: Mapping[str, tuple[int, int]], *,
+                  leave_turn_out: bool = True) -> tuple[list[dict[str, float]], list[int], list[str]]:
+    """(features, 0/1 label, turn id) per cited excerpt of a labelled step.
+
+    With ``leave_turn_out`` an excerpt's prior leaves out the labels its own turn gave it (a
+    turn's steps often cite the same excerpt), so the prior never contains the answer."""
+    own: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    if leave_turn_out:
+        for item in items:
+            label = item.excerpt_label
+            if label is not None:
+                for eid in item.cited_ids:
+                    own[(item.turn_id, eid)][0 if label > 0 else 1] += 1
     rows: list[dict[str, float]] = []
     labels: list[int] = []
     groups: list[str] = []
@@ -108,11 +119,13 @@ def training_rows(items: Sequence[LabelledStep],
             continue
         query = item.query or item.question
         pool = list(item.step.excerpts)
-        # leave-one-out: this review's own label must not feed its excerpt's prior
-        own = {eid: ((1, 0) if label > 0 else (0, 1)) for eid in cited}
-        loo = {eid: (max(0, priors.get(eid, (0, 0))[0] - own[eid][0]),
-                     max(0, priors.get(eid, (0, 0))[1] - own[eid][1])) for eid in cited}
-        feats = pool_features(query, pool, {**priors, **loo})
+        adjusted = dict(priors)
+        for eid in (e.id for e in pool):
+            mine = own.get((item.turn_id, eid))
+            if mine and eid in adjusted:
+                good, bad = adjusted[eid]
+                adjusted[eid] = (max(0, good - mine[0]), max(0, bad - mine[1]))
+        feats = pool_features(query, pool, adjusted)
         for ex, row in zip(pool, feats):
             if ex.id in cited:
                 rows.append(row)
@@ -173,15 +186,18 @@ def train_reranker(items: Sequence[LabelledStep], *, c: float = 1.0) -> tuple[Li
     heldout: dict = {}
     turns = sorted(set(groups))
     if len(turns) >= 8:
+        # held-out turns see only the priors the training turns gathered
         held = set(turns[::4])
-        tr = [k for k, g in enumerate(groups) if g not in held]
-        te = [k for k, g in enumerate(groups) if g in held]
-        if len({labels[k] for k in tr}) == 2:
+        train_items = [i for i in items if i.turn_id not in held]
+        train_priors = excerpt_priors(train_items)
+        tr_rows, tr_labels, _ = training_rows(train_items, train_priors)
+        te_rows, te_labels, _ = training_rows([i for i in items if i.turn_id in held], train_priors,
+                                              leave_turn_out=False)
+        if len(set(tr_labels)) == 2 and te_rows:
             from app.tuning.verifier import agreement
 
-            probe = fit_two_stage([rows[k] for k in tr], [labels[k] for k in tr], c=c)
-            probs = probe.predict_proba([rows[k] for k in te]).tolist()
-            heldout = agreement([labels[k] for k in te], probs)
+            probe = fit_two_stage(tr_rows, tr_labels, c=c)
+            heldout = agreement(te_labels, probe.predict_proba(te_rows).tolist())
     model = fit_two_stage(rows, labels, c=c)
     report = RerankerReport(len(rows), sum(labels), len(labels) - sum(labels),
                             len(priors), heldout, model.weights())

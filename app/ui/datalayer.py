@@ -6,7 +6,8 @@ small local storage client (Chainlit's SQLAlchemy layer silently drops every
 element without one), and ``BookbotDataLayer``, which fixes what Chainlit's
 SQLAlchemy layer gets wrong on our schema: thread tags on SQLite (a Python list
 does not bind; the review area's ``prepare_chainlit_engine`` hook fixes it), JSON columns read back as strings on SQLite (element props,
-step metadata), steps losing ``defaultOpen`` when a thread is reopened
+step metadata), writes of one step landing out of order (a finished step
+saved blank), steps losing ``defaultOpen`` when a thread is reopened
 (our step controls only show in open steps), and review controls showing the
 state they had when last saved instead of the reviews stored now.  The tables themselves come from
 the review area's Alembic migrations.
@@ -82,6 +83,7 @@ class BookbotDataLayer(SQLAlchemyDataLayer):
 
     def __init__(self, sync_url: str, files_dir: Path, control_props: ControlProps | None = None):
         self.control_props = control_props
+        self._locks: dict[str, asyncio.Lock] = {}
         from app.review.db import async_url
 
         conninfo = async_url(sync_url)
@@ -92,6 +94,22 @@ class BookbotDataLayer(SQLAlchemyDataLayer):
         from app.review.chainlit_tables import prepare_chainlit_engine
 
         prepare_chainlit_engine(self.engine)  # list/dict parameters (thread tags) as JSON on SQLite
+
+    # Chainlit persists in fire-and-forget tasks: a step's first write (empty output, from
+    # send()) can land after its final one (from update()) and blank it.  Tasks start in the
+    # order they were created, so a fair lock per thread keeps the writes in that order.
+    def _lock(self, thread_id: Optional[str]) -> asyncio.Lock:
+        if len(self._locks) > 10_000:
+            self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+        return self._locks.setdefault(thread_id or "", asyncio.Lock())
+
+    async def create_step(self, step_dict):  # update_step goes through here too
+        async with self._lock(step_dict.get("threadId")):
+            return await super().create_step(step_dict)
+
+    async def create_element(self, element):
+        async with self._lock(getattr(element, "thread_id", None)):
+            return await super().create_element(element)
 
     async def get_all_user_threads(self, user_id: Optional[str] = None,
                                    thread_id: Optional[str] = None):

@@ -88,7 +88,7 @@ async def show_next() -> None:
     nav = [cl.Action(name=ACTION, payload={"op": "next"}, label="Next turn"),
            cl.Action(name=ACTION, payload={"op": "skip", "turn_id": turn.id}, label="Skip this turn")]
     header += "\n\nRate the steps below, then go to the next turn — or skip this one for now."
-    await render.show_stored_turn(turn, names.get(turn.character_id, turn.character_id), header,
+    await render.show_stored_turn(store, turn, names.get(turn.character_id, turn.character_id), header,
                                   nav + filters)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import chainlit as cl
 
+from app.bots import engine as ev
 from app.domain import Review, ReviewKind, Role, Step, Turn
 from app.ui import present
 
@@ -95,11 +96,10 @@ async def finish_step(cl_step: cl.Step, step: Step, role: Role, reader: Review |
                                     "index": step.index, "name": step.name}
 
 
-async def refresh_controls(store: Any, turn_id: str, *, only: set[str] | None = None) -> int:
+async def refresh_controls(store: Any, turn_id: str) -> int:
     """Re-send the review controls of a turn's steps with what the store now holds; returns how many."""
     reviewer, role = current_name(), await viewer_role(store)
-    entries = [(sid, e) for sid, e in controls_registry().items()
-               if e["turn_id"] == turn_id and (only is None or sid in only)]
+    entries = [(sid, e) for sid, e in controls_registry().items() if e["turn_id"] == turn_id]
     for step_id, entry in entries:
         reader, editor = await asyncio.to_thread(own_reviews, store, step_id, reviewer)
         props = present.review_props(step_id, entry["name"], role, reader=reader, editor=editor,
@@ -124,8 +124,6 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
     by_index: dict[int, cl.Step] = {}
     answer: cl.Message | None = None      # created after the steps, so it is shown after them
     turn: Turn | None = None
-    from app.bots import engine as ev
-
     async for event in engine.arun(character, question, history, conversation_id=thread_id,
                                    user_id=reviewer, snapshot_id=snapshot_id):
         if isinstance(event, ev.StepStarted):
@@ -163,12 +161,9 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
     return turn
 
 
-async def show_stored_turn(turn: Turn, character_name: str, header: str,
+async def show_stored_turn(store: Any, turn: Turn, character_name: str, header: str,
                            header_actions: list[cl.Action] | None = None) -> None:
     """Render a stored turn (review desk): the question, every step with passages and controls."""
-    from app.ui.services import get_services
-
-    store = get_services().store
     role, reviewer = await viewer_role(store), current_name()
     await cl.Message(content=header, author="Review desk", actions=header_actions or []).send()
     parent = cl.Step(name=f"{character_name} — question: {turn.question[:80]}", type="run",

@@ -150,3 +150,33 @@ def test_prelabels_are_machine_reviews_once_the_threshold_is_met(data, settings)
         assert collect_labelled_steps(store, CHARACTER_ID) == []
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_tune_and_activate_on_postgresql(data, settings, pg_url):
+    from app.bots.backends.extractive import ExtractiveBackend
+    from app.bots.engine import Engine
+    from app.review import db
+    from app.review.store import ReviewStore
+    from app.tuning.service import tune_character
+
+    train, _ = data
+    db.upgrade(pg_url)
+    store = ReviewStore(pg_url)
+    story = train[0]
+    try:
+        engine = Engine(Indexes(None).get(story), ExtractiveBackend(), sink=store, candidates=2)
+        for qa in story.questions[:12]:
+            turn = engine.answer(storyteller(story.name), qa.question)
+            for review in SimulatedEditor().review_turn(turn, qa.evidence):
+                store.record_review(review, Role.editor)
+        result = tune_character(settings, store, CHARACTER_ID, character=storyteller(story.name))
+        assert result.meta.n_reviews == 36 and result.reprioritized == 12
+        assert store.active_snapshot(CHARACTER_ID).id == f"{CHARACTER_ID}@v1"
+        v2 = tune_character(settings, store, CHARACTER_ID).meta
+        assert store.active_snapshot(CHARACTER_ID).id == v2.id
+        assert snap.rollback(settings, CHARACTER_ID, mirror=snap.StoreMirror(store)) == "v1"
+        assert store.active_snapshot(CHARACTER_ID).id == f"{CHARACTER_ID}@v1"
+        assert snap.active_snapshot(settings, CHARACTER_ID).id == f"{CHARACTER_ID}@v1"
+    finally:
+        store.close()

@@ -171,7 +171,7 @@ def test_review_desk_shows_queued_turns_with_progress_and_skip(browser, ui_serve
     page.get_by_role("button", name="Skip this turn").last.click()
     page.wait_for_function("(q) => [...document.querySelectorAll('blockquote')].pop()?.innerText !== q",
                            arg=first, timeout=30_000)
-    page.get_by_role("button", name="Sherlock Holmes").last.click()   # filter by character
+    page.get_by_role("button", name="Sherlock Holmes", exact=True).last.click()   # filter by character
     page.get_by_text("Progress (Sherlock Holmes)").first.wait_for(timeout=30_000)
     page.close()
 
