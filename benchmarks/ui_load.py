@@ -85,7 +85,7 @@ async def one_user(base: str, name: str, password: str, questions: list[str],
         await start.wait()
         for q in questions:
             try:
-                t = await client.ask(q, timeout=300)
+                t = await client.ask(q, timeout=300, settle=0.02)
             except (asyncio.TimeoutError, TimeoutError):
                 failures += 1
                 continue

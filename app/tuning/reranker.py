@@ -164,14 +164,19 @@ def _combine(content: LinearModel, prior_stage: LinearModel) -> LinearModel:
 
 def fit_two_stage(rows: Sequence[Mapping[str, float]], labels: Sequence[int], *, c: float = 1.0) -> LinearModel:
     """Content features first (what carries over to excerpts nobody has reviewed), then the
-    excerpt's gathered labels on top, so priors cannot crowd the content weights out."""
+    excerpt's gathered labels (net approval) on top with a non-negative weight, so priors can
+    neither crowd the content weights out nor, fitted on few labels, point the wrong way."""
     content_rows = [{k: v for k, v in r.items() if k not in PRIOR_FEATURES} for r in rows]
     content = LinearModel.fit(content_rows, labels, c=c)
     logits = content.decision(content_rows).tolist()
-    stage_rows = [{"content": z, **{k: r.get(k, 0.0) for k in PRIOR_FEATURES}} for z, r in zip(logits, rows)]
+    stage_rows = [{"content": z, "prior_net": r.get("prior_net", 0.0)} for z, r in zip(logits, rows)]
     if len(set(labels)) < 2:
         return content
-    return _combine(content, LinearModel.fit(stage_rows, labels, c=c))
+    stage = LinearModel.fit(stage_rows, labels, c=c)
+    # monotone in the gathered labels: more approvals never push an excerpt down
+    k = stage.feature_names.index("prior_net")
+    stage.coef[k] = max(0.0, stage.coef[k])
+    return _combine(content, stage)
 
 
 def train_reranker(items: Sequence[LabelledStep], *, c: float = 1.0) -> tuple[LinearModel, dict[str, tuple[int, int]], RerankerReport]:

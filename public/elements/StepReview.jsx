@@ -82,7 +82,7 @@ export default function StepReview() {
           </span>
         ) : null}
       </div>
-      {rating === -1 ? <div className="text-xs text-muted-foreground">
+      {rating === -1 && !inferred ? <div className="text-xs text-muted-foreground">
         −1 ends the review of this turn: the later steps count as wrong too.</div> : null}
       <div className="flex flex-wrap gap-1">
         {Object.keys(labels).map((t) => (

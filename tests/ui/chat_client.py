@@ -79,8 +79,8 @@ class ChatClient:
             except asyncio.TimeoutError:
                 return
 
-    async def ask(self, question: str, timeout: float = 120) -> Timing:
-        await self.settle(0.3)                 # late events of the previous exchange are not ours
+    async def ask(self, question: str, timeout: float = 120, settle: float = 0.3) -> Timing:
+        await self.settle(settle)              # late events of the previous exchange are not ours
         timing = Timing()
         msg = {"id": str(uuid.uuid4()), "threadId": "", "name": self.username, "type": "user_message",
                "output": question, "createdAt": datetime.now(timezone.utc).isoformat(), "metadata": {}}
