@@ -1,4 +1,4 @@
-"""`bookbot serve` (start the chat app) and `bookbot users add|list|set-role` (accounts).
+"""`bookbot serve`: start the chat app (accounts are `bookbot users`, in app/review/commands.py).
 
 Owns the start-up sequence of the web app: upgrade the database (Alembic, our
 tables and Chainlit's), create demo users in explicit development mode only,
@@ -25,8 +25,6 @@ DEMO_USERS = (("reader", "reader"), ("editor", "editor"), ("lab", "lab"))
 PATH_SETTINGS = ("data_dir", "books_dir", "characters_dir", "reviews_dir", "local_books_dir",
                  "embed_model_dir")
 
-users_app = typer.Typer(help="Accounts that can sign in to the chat: readers, editors, lab members.",
-                        no_args_is_help=True)
 
 
 def _settings():
@@ -162,56 +160,5 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     os.execve(sys.executable, argv, env)
 
 
-@users_app.command("add")
-def users_add(name: str = typer.Argument(..., help="Sign-in name."),
-              role: str = typer.Option("reader", help="reader, editor or lab."),
-              password_stdin: bool = typer.Option(False, "--password-stdin",
-                                                  help="Read the password from standard input.")) -> None:
-    """Add an account (asks for the password twice unless --password-stdin)."""
-    settings = _settings()
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    store = _store(settings)
-    try:
-        user = store.add_user(name, password, role)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
-    typer.echo(f"added {user.name} ({user.role.value})")
-
-
-@users_app.command("list")
-def users_list() -> None:
-    """List accounts and their roles."""
-    from rich.console import Console
-    from rich.table import Table
-
-    store = _store(_settings())
-    table = Table("name", "role")
-    for user in store.list_users():
-        table.add_row(user.name, user.role.value)
-    store.close()
-    Console().print(table)
-
-
-@users_app.command("set-role")
-def users_set_role(name: str, role: str) -> None:
-    """Change an account's role (reader, editor, lab)."""
-    store = _store(_settings())
-    try:
-        user = store.set_role(name, role)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
-    typer.echo(f"{user.name} is now {user.role.value}" if user else f"{name}: role set to {role}")
-
-
 def register(root: typer.Typer) -> None:
     root.command("serve")(serve)
-    root.add_typer(users_app, name="users")
