@@ -1,4 +1,4 @@
-"""`bookbot db upgrade|current`, `bookbot reviews stats|export`, `bookbot users add|list|set-role`.
+"""`bookbot db upgrade|current`, `bookbot reviews stats|export`, `bookbot users add|list|set-password|set-role`.
 
 Settings are built inside each command and heavy modules imported lazily, so
 `bookbot --help` stays fast and importing this module touches no database.
@@ -188,20 +188,25 @@ def _system_prompts():  # noqa: ANN202
 
 
 # ------------------------------------------------------------------ users
+def _read_password(name: str, password: Optional[str], from_stdin: bool) -> str:
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if password is None:
+        return typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
+    return password
+
+
 @users_app.command("add")
 def users_add(name: str, role: str = typer.Option("reader", help="reader | editor | lab"),
               password: Optional[str] = typer.Option(None, help="Asked for (hidden) when not given."),
               password_stdin: bool = typer.Option(False, "--password-stdin",
                                                   help="Read the password from standard input.")) -> None:
     """Add an account (asks for the password twice unless --password or --password-stdin)."""
-    import sys
-
     from app.review.accounts import AccountError
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    if password is None:
-        password = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
+    password = _read_password(name, password, password_stdin)
     store = _store()
     try:
         user = store.add_user(name, password, role)
@@ -226,6 +231,25 @@ def users_list() -> None:
     for u in users:
         table.add_row(u.name, u.role.value)
     console.print(table if users else "no accounts yet: `bookbot users add NAME --role editor`")
+
+
+@users_app.command("set-password")
+def users_set_password(name: str,
+                       password: Optional[str] = typer.Option(None, help="Asked for (hidden) when not given."),
+                       password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                           help="Read the password from standard input.")) -> None:
+    """Change an account's password."""
+    from app.review.accounts import AccountError
+
+    password = _read_password(name, password, password_stdin)
+    store = _store()
+    try:
+        store.set_password(name, password)
+    except AccountError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    console.print(f"password of {name} changed")
 
 
 @users_app.command("set-role")

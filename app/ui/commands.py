@@ -2,7 +2,7 @@
 
 Owns the start-up sequence of the web app: upgrade the database (Alembic, our
 tables and Chainlit's), create demo users in explicit development mode only,
-refuse to start without any account (and say the one command that fixes it),
+on the very first start create a lab account with a random one-time password,
 make sure the books are there (Rich progress), keep a persistent auth secret
 in the data dir, then hand over to ``chainlit run app/ui/main.py``.  Heavy
 modules are imported inside the commands so ``bookbot --help`` stays fast.
@@ -21,6 +21,7 @@ import typer
 
 ROOT = Path(__file__).resolve().parents[2]          # where .chainlit/, public/, chainlit.md live
 ENTRY = Path(__file__).resolve().parent / "main.py"
+FIRST_ACCOUNT = "admin"
 DEMO_USERS = (("reader", "reader"), ("editor", "editor"), ("lab", "lab"))
 PATH_SETTINGS = ("data_dir", "books_dir", "characters_dir", "reviews_dir", "local_books_dir",
                  "embed_model_dir")
@@ -140,10 +141,12 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
         console.print("[yellow]development mode:[/] demo users "
                       + ", ".join(f"{n} / {demo_password(r)}" for n, r in DEMO_USERS))
     if not store.list_users():
-        console.print("[red]No user can sign in yet.[/] Create the first account, then start again:\n"
-                      "    bookbot users add YOUR_NAME --role lab\n"
-                      "(or set BOOKBOT_DEV_MODE=1 for demo users with known passwords — never in production)")
-        raise typer.Exit(2)
+        password = secrets.token_urlsafe(12)
+        store.add_user(FIRST_ACCOUNT, password, "lab")
+        console.print(f"[bold green]First start:[/] created the account '{FIRST_ACCOUNT}' (lab) with password "
+                      f"{password}\n  It is shown only now. Change it with `bookbot users set-password "
+                      f"{FIRST_ACCOUNT}`; add people with `bookbot users add NAME --role editor`.",
+                      soft_wrap=True)
     store.close()
     if sync_books and not _sync_books(settings, console):
         console.print("[yellow]Starting anyway:[/] characters whose books are missing answer from "

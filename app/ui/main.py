@@ -102,6 +102,10 @@ async def _start() -> None:
     await cl.Message(content=character.greeting, author=character.name, actions=starters).send()
     if services.offline:
         await cl.Message(content=actions.OFFLINE_NOTICE, author="Bookbot").send()
+    present_ids = {b.id for b in await asyncio.to_thread(lambda: services.library().books())}
+    missing = present.missing_books_notice(character.book_ids, present_ids)
+    if missing:
+        await cl.Message(content=missing, author="Bookbot").send()
 
 
 @cl.on_chat_resume

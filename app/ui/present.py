@@ -305,3 +305,15 @@ def icon_url(icon: str, fallback: str = "/public/avatars/bookbot.svg") -> str:
            "<rect width='64' height='64' rx='14' fill='#f1ece1'/>"
            f"<text x='32' y='45' font-size='38' text-anchor='middle'>{glyph}</text></svg>")
     return "data:image/svg+xml;charset=utf-8," + quote(svg)
+
+
+def missing_books_notice(book_ids, present_ids) -> str | None:
+    """What to tell a reader whose character's books are not (all) in the library, with the fix."""
+    missing = [b for b in book_ids if b not in present_ids]
+    if not missing:
+        return None
+    which = "none of my books are" if len(missing) == len(book_ids) else "some of my books are not"
+    return (f"**Books missing.** {which.capitalize()} in the library yet ({', '.join(missing)}), so my steps "
+            "can only stand on what is there. Project Gutenberg could not be reached on start; a lab member "
+            "fixes it with `bookbot books sync --from /path/to/books` (a folder with the book files), or by "
+            "restarting with network access.")

@@ -115,3 +115,11 @@ def test_emoji_icons_become_svg_data_urls():
     assert present.icon_url("/public/x.png") == "/public/x.png"
     assert present.icon_url("") == "/public/avatars/bookbot.svg"
     assert "<script" not in unquote(present.icon_url("<script>"))
+
+
+def test_missing_books_notice_names_the_books_and_the_one_fixing_command():
+    assert present.missing_books_notice(["gutenberg-244", "gutenberg-11"], {"gutenberg-244", "gutenberg-11"}) is None
+    note = present.missing_books_notice(["gutenberg-244", "gutenberg-2097"], {"gutenberg-244"})
+    assert "gutenberg-2097" in note and "gutenberg-244" not in note
+    assert "bookbot books sync --from" in note
+    assert "none of" in present.missing_books_notice(["gutenberg-11"], set()).lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -22,10 +23,37 @@ def env(settings, monkeypatch):
     return settings
 
 
-def test_serve_refuses_to_start_without_any_account_and_names_the_fix(env):
+def test_first_start_creates_a_lab_account_with_a_one_time_random_password(env, monkeypatch):
+    from app.review.store import ReviewStore
+
+    monkeypatch.setattr(commands.os, "execve", lambda *a: None)
     result = runner.invoke(build(), ["serve", "--no-sync-books"])
-    assert result.exit_code == 2
-    assert "bookbot users add" in result.output and "--role lab" in result.output
+    assert result.exit_code == 0, result.output
+    match = re.search(r"account 'admin' \(lab\) with password (\S+)", result.output)
+    assert match, result.output
+    store = ReviewStore(env.resolved_database_url)
+    assert [(u.name, u.role.value) for u in store.list_users()] == [("admin", "lab")]
+    assert store.authenticate("admin", match.group(1)) is not None
+    assert store.authenticate("admin", "admin") is None
+    store.close()
+    again = runner.invoke(build(), ["serve", "--no-sync-books"])        # only on the very first start
+    assert again.exit_code == 0 and "with password" not in again.output
+    other = runner.invoke(build(), ["serve", "--no-sync-books"], env={"BOOKBOT_DATA_DIR": str(env.data_dir / "b")})
+    assert re.search(r"with password (\S+)", other.output).group(1) != match.group(1)   # random, not built in
+
+
+def test_users_set_password(env):
+    app = build()
+    runner.invoke(app, ["users", "add", "ann", "--role", "editor", "--password-stdin"], input="long-enough-pw\n")
+    r = runner.invoke(app, ["users", "set-password", "ann", "--password-stdin"], input="another-long-pw\n")
+    assert r.exit_code == 0, r.output
+    from app.review.store import ReviewStore
+
+    store = ReviewStore(env.resolved_database_url)
+    assert store.authenticate("ann", "another-long-pw") and not store.authenticate("ann", "long-enough-pw")
+    store.close()
+    r = runner.invoke(app, ["users", "set-password", "nobody", "--password-stdin"], input="another-long-pw\n")
+    assert r.exit_code == 1 and "no user named" in r.output
 
 
 def test_dev_mode_creates_demo_users_and_production_has_no_default_password(env, monkeypatch):
