@@ -33,11 +33,14 @@ class Services:
     def build(cls, settings: Settings) -> "Services":
         from app.bots.backends import make_backend
         from app.bots.cards import load_characters
+        from app.review.queue import least_grounded_first
         from app.review.store import ReviewStore
+        from app.tuning.service import snapshot_priority
 
         settings.ensure_dirs()
+        priority = snapshot_priority(settings, fallback=least_grounded_first)   # verifier uncertainty once tuned
         return cls(settings=settings, cards=load_characters(settings),
-                   store=ReviewStore(settings.resolved_database_url),
+                   store=ReviewStore(settings.resolved_database_url, priority=priority),
                    backend=make_backend(settings))
 
     @property

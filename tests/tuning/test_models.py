@@ -155,7 +155,10 @@ def test_two_stage_reranker_equals_its_stages():
     model = fit_two_stage(rows, labels)
     assert set(PRIOR_FEATURES) <= set(model.feature_names)
     w = model.weights()
-    assert w["overlap"] > 0 and w["prior_net"] > 0 and w["prior_bad"] < w["prior_good"]
+    assert w["overlap"] > 0 and w["prior_net"] > 0
+    # gathered labels that contradict the reviews cannot earn a negative weight
+    flipped = [{**r, "prior_net": -r["prior_net"]} for r in rows]
+    assert fit_two_stage(flipped, labels).weights()["prior_net"] == 0.0
     # without priors (an excerpt nobody reviewed) the ranking is the content model's
     blank = [{**r, "prior_good": 0.0, "prior_bad": 0.0, "prior_net": 0.0} for r in rows[:50]]
     from app.tuning.linear import LinearModel

@@ -92,3 +92,17 @@ def test_new_turns_get_the_active_verifiers_uncertainty_as_priority(settings, it
     build_snapshot(settings, "synth", items, make_active=True)
     value = priority(turn)
     assert 0.0 <= value <= 1.0
+
+
+def test_the_chat_apps_store_queues_new_turns_by_the_active_verifier(settings, items):
+    from app.domain import Turn
+    from app.tuning.service import uncertainty_priority
+    from app.ui.services import Services
+
+    services = Services.build(settings)
+    turn = Turn(id="t", conversation_id="c", character_id="synth", question=items[0].question,
+                steps=[items[0].step, items[1].step])
+    build_snapshot(settings, "synth", items, make_active=True)
+    expected = uncertainty_priority(snap.active_snapshot(settings, "synth").scorer())(turn)
+    assert services.store.priority(turn) == pytest.approx(expected)
+    services.store.close()
