@@ -140,6 +140,7 @@ class SyncReport:
     imported: list[str] = field(default_factory=list)       # from a local folder
     missing: dict[str, str] = field(default_factory=dict)   # book id -> why
     problems: list[str] = field(default_factory=list)       # unreadable manifests, etc.
+    changed: dict[str, str] = field(default_factory=dict)   # fetched, but not the manifest's edition
     fix_command: str = ""
 
     @property
@@ -150,6 +151,9 @@ class SyncReport:
         lines = [f"books: {len(self.present)} present, {len(self.fetched)} fetched, "
                  f"{len(self.imported)} imported from a local folder, {len(self.missing)} missing"]
         lines += [f"  missing {book}: {why}" for book, why in self.missing.items()]
+        lines += [f"  warning {book}: {why}; imported the new text anyway (its excerpt ids differ from "
+                  f"libraries built from the manifest's edition; `bookbot books fetch` updates the manifest)"
+                  for book, why in self.changed.items()]
         lines += [f"  {p}" for p in self.problems]
         if self.fix_command:
             lines.append(f"fix: {self.fix_command}")
@@ -177,7 +181,7 @@ def ensure_books(settings, on_progress: SyncProgress | None = None, *, library=N
             say(f"{prefix}: present", n, len(manifests))
             continue
         reason = ""
-        data, origin = None, ""
+        data, origin, changed_upstream = None, "", None
         number = manifest.gutenberg_number
         if number is not None and not offline:
             try:
@@ -186,7 +190,7 @@ def ensure_books(settings, on_progress: SyncProgress | None = None, *, library=N
                 if manifest.sha256 and sha256_bytes(data) != manifest.sha256:
                     reason = (f"downloaded text has sha256 {sha256_bytes(data)[:12]}…, the manifest says "
                               f"{manifest.sha256[:12]}… (Project Gutenberg changed the file)")
-                    data = None
+                    changed_upstream, data = data, None     # a local copy of the manifest's edition wins
                 else:
                     origin = "fetched"
             except FetchError as exc:
@@ -200,6 +204,9 @@ def ensure_books(settings, on_progress: SyncProgress | None = None, *, library=N
             local = find_local(manifest, local_dir)
             if local is not None:
                 data, origin, path = local.read_bytes(), "imported", local
+            elif changed_upstream is not None:
+                data, origin = changed_upstream, "fetched"
+                report.changed[manifest.id] = reason
             elif local_dir is None:
                 reason += "; no local books folder configured"
             else:

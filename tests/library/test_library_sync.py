@@ -70,13 +70,15 @@ def test_nothing_reachable_reports_missing_books_and_the_fix(bm25_settings, gute
     gutenberg_server.break_(244)
     gutenberg_server.serve(2097, b"changed upstream\n" + (SHARED / "sign_of_four_2097.txt").read_bytes())
     report = ensure_books(settings)
-    assert not report.ok and sorted(report.missing) == ["gutenberg-2097", "gutenberg-244", "ko-unsu-joeun-nal"]
+    assert not report.ok and sorted(report.missing) == ["gutenberg-244", "ko-unsu-joeun-nal"]
     assert "download stopped at" in report.missing["gutenberg-244"]
     assert "/cache/epub/244/pg244.txt" in report.missing["gutenberg-244"]
-    assert "Project Gutenberg changed the file" in report.missing["gutenberg-2097"]
+    # an edition changed upstream is still imported (a reader gets the book), with a warning
+    assert "Project Gutenberg changed the file" in report.changed["gutenberg-2097"]
+    assert "imported the new text anyway" in report.summary()
     assert "no local books folder" in report.missing["ko-unsu-joeun-nal"]
     assert report.fix_command.startswith("bookbot books sync --from ")
     assert "BOOKBOT_LOCAL_BOOKS_DIR" in report.summary()
-    assert open_library(settings).books() == []            # nothing half-imported
-    fixed = ensure_books(settings, from_dir=SHARED)
+    assert [b.id for b in open_library(settings).books()] == ["gutenberg-2097"]   # nothing half-imported
+    fixed = ensure_books(settings, from_dir=SHARED)      # the manifest's edition replaces the changed one
     assert fixed.ok and sorted(fixed.imported) == ["gutenberg-2097", "gutenberg-244", "ko-unsu-joeun-nal"]
