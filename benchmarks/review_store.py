@@ -209,7 +209,7 @@ def main() -> None:
             finally:
                 if label == "postgresql":
                     pg_drop(url)
-        print(f"== exports, streamed ==")
+        print("== exports, streamed ==")
         for label in ("sqlite", "postgresql"):
             if label == "postgresql" and args.no_postgres:
                 continue

@@ -13,22 +13,14 @@ from typing import Optional
 
 import typer
 
+from app.commandkit import command_settings, fail
+
 characters_app = typer.Typer(help="Write, check, import and export character cards.", no_args_is_help=True)
-
-
-def _settings():
-    from app.settings import Settings
-    return Settings()
 
 
 def _console():
     from rich.console import Console
     return Console()
-
-
-def _fail(message: str, code: int = 1) -> None:
-    _console().print(f"[bold red]Error:[/bold red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _character(settings, character_id: str):
@@ -37,7 +29,7 @@ def _character(settings, character_id: str):
     try:
         character = registry.get(character_id)
     except KeyError as exc:
-        _fail(f"{exc.args[0]}. Run `bookbot characters list`.")
+        fail(f"{exc.args[0]}. Run `bookbot characters list`.")
     for err in registry.errors():
         if err.path.stem == character_id:
             _console().print(f"[yellow]Card has errors; using its last good version:[/yellow] {err}")
@@ -52,11 +44,11 @@ def _engine(settings, character, offline: bool, candidates: Optional[int], save:
     try:
         library = open_library(settings)
     except Exception as exc:  # the library explains what is missing and how to fix it
-        _fail(f"cannot open the book library: {exc}")
+        fail(f"cannot open the book library: {exc}")
     known = {b.id for b in library.books()}
     missing = [b for b in character.book_ids if b not in known]
     if missing and len(missing) == len(character.book_ids):
-        _fail(f"{character.name}'s books are not in the library: {', '.join(missing)}. "
+        fail(f"{character.name}'s books are not in the library: {', '.join(missing)}. "
               "Run `bookbot books sync` (or add them with `bookbot books add FILE`).")
     if missing:
         _console().print(f"[yellow]Missing books (answers ignore them): {', '.join(missing)}[/yellow]")
@@ -81,7 +73,7 @@ def ask(character_id: str = typer.Argument(..., help="Character id, e.g. sherloc
     """Ask a character one question; prints each reasoning step with its citations, then the answer."""
     from app.bots.render import EventPrinter
 
-    settings = _settings()
+    settings = command_settings()
     settings.ensure_dirs()
     character = _character(settings, character_id)
     engine = _engine(settings, character, offline, candidates, save)
@@ -105,7 +97,7 @@ def chat(character_id: str = typer.Argument(..., help="Character id, e.g. alice.
 
     from app.bots.render import EventPrinter
 
-    settings = _settings()
+    settings = command_settings()
     settings.ensure_dirs()
     character = _character(settings, character_id)
     engine = _engine(settings, character, offline, candidates, save)
@@ -158,7 +150,7 @@ def list_characters() -> None:
     from rich.table import Table
 
     from app.bots.cards import load_characters
-    settings = _settings()
+    settings = command_settings()
     registry = load_characters(settings)
     table = Table(title=f"Characters in {settings.characters_dir}")
     table.add_column("id", no_wrap=True)
@@ -182,7 +174,7 @@ def list_characters() -> None:
 def check_characters(targets: list[str] = typer.Argument(None, help="Card ids or YAML paths (default: all).")) -> None:
     """Validate cards: every problem with file, line, field and fix. Exit code 1 on any error."""
     from app.bots.cards import CardInvalid, card_files, parse_card_file
-    settings = _settings()
+    settings = command_settings()
     console = _console()
     paths: list[Path] = []
     for t in targets or []:
@@ -190,7 +182,7 @@ def check_characters(targets: list[str] = typer.Argument(None, help="Card ids or
         paths.append(p if p.suffix in (".yaml", ".yml") else Path(settings.characters_dir) / f"{t}.yaml")
     paths = paths or card_files(Path(settings.characters_dir))
     if not paths:
-        _fail(f"no cards in {settings.characters_dir}; create one with `bookbot characters new ID`")
+        fail(f"no cards in {settings.characters_dir}; create one with `bookbot characters new ID`")
     known_books = _known_book_ids(settings)
     bad = 0
     for path in paths:
@@ -219,17 +211,17 @@ def new_character(card_id: str = typer.Argument(..., help="Slug, e.g. dr-watson.
     from app.bots.cardio import scaffold_card
     from app.bots.cards import CardInvalid, parse_card_text
     from app.bots.cardschema import SLUG
-    settings = _settings()
+    settings = command_settings()
     if not SLUG.match(card_id):
-        _fail("the id must be a slug: lower-case letters, digits and '-', e.g. dr-watson")
+        fail("the id must be a slug: lower-case letters, digits and '-', e.g. dr-watson")
     path = Path(settings.characters_dir) / f"{card_id}.yaml"
     if path.exists():
-        _fail(f"{path} already exists; edit it or pick another id")
+        fail(f"{path} already exists; edit it or pick another id")
     text = scaffold_card(card_id, name, list(book), language)
     try:
         parse_card_text(text, path)
     except CardInvalid as exc:
-        _fail(str(exc))
+        fail(str(exc))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     _console().print(f"[green]Created {path}[/green]. Edit its persona and procedure, then run "
@@ -245,14 +237,14 @@ def import_character(source: Path = typer.Argument(..., exists=True, dir_okay=Fa
     """Import a Character Card V2 (chara_card_v2) JSON file as a YAML card."""
     from app.bots.cardio import card_to_yaml, import_v2
     from app.bots.cards import CardInvalid
-    settings = _settings()
+    settings = command_settings()
     try:
         card = import_v2(source, books=list(book) or None, card_id=card_id)
     except CardInvalid as exc:
-        _fail("\n" + str(exc))
+        fail("\n" + str(exc))
     path = Path(settings.characters_dir) / f"{card.id}.yaml"
     if path.exists() and not force:
-        _fail(f"{path} already exists; pass --force to overwrite or --id to import under another id")
+        fail(f"{path} already exists; pass --force to overwrite or --id to import under another id")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(card_to_yaml(card), encoding="utf-8")
     _console().print(f"[green]Imported {card.name} → {path}[/green]", highlight=False)
@@ -265,12 +257,12 @@ def export_character(card_id: str = typer.Argument(...),
     """Export a card as Character Card V2 JSON (the procedure travels in extensions.bookbot)."""
     from app.bots.cardio import card_to_v2
     from app.bots.cards import load_characters
-    settings = _settings()
+    settings = command_settings()
     registry = load_characters(settings)
     try:
         card = registry.card(card_id)
     except KeyError as exc:
-        _fail(exc.args[0])
+        fail(exc.args[0])
     text = json.dumps(card_to_v2(card), ensure_ascii=False, indent=2)
     if output is None:
         typer.echo(text)

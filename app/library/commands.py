@@ -12,26 +12,17 @@ from typing import Iterator, List, Optional
 
 import typer
 
+from app.commandkit import command_settings, fail
+
 books_app = typer.Typer(help="Import, fetch, sync, list, search and remove books.", no_args_is_help=True)
 models_app = typer.Typer(help="Embedding model files.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluations.", no_args_is_help=True)
-
-
-def _settings():
-    from app.settings import Settings
-
-    return Settings()
 
 
 def _console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr)
-
-
-def _fail(message: str) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(1)
 
 
 @contextmanager
@@ -70,7 +61,7 @@ def add(path: Path = typer.Argument(..., help="A .txt (Gutenberg or plain, UTF-8
     """Import a book file into the library (a no-op when the same file is already there)."""
     from app.library.errors import LibraryError
 
-    settings = _settings()
+    settings = command_settings()
     try:
         with _progress() as on_progress:
             library = _open(settings, on_progress)
@@ -78,7 +69,7 @@ def add(path: Path = typer.Argument(..., help="A .txt (Gutenberg or plain, UTF-8
                                       encoding=encoding, replace_existing=replace,
                                       max_bytes=settings.max_book_bytes, on_progress=on_progress)
     except LibraryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if manifest:
         from app.library.sync import write_manifest
 
@@ -97,9 +88,9 @@ def fetch(ref: str = typer.Argument(..., help="gutenberg:N"),
 
     m = _GUTENBERG_RE.match(ref)
     if not m:
-        _fail(f"{ref}: expected gutenberg:N, e.g. gutenberg:244")
+        fail(f"{ref}: expected gutenberg:N, e.g. gutenberg:244")
     number = int(m.group(1))
-    settings = _settings()
+    settings = command_settings()
     try:
         with _progress() as on_progress:
             data = fetch_gutenberg(number, settings,
@@ -109,7 +100,7 @@ def fetch(ref: str = typer.Argument(..., help="gutenberg:N"),
                                       source=f"gutenberg:{number}", replace_existing=True,
                                       max_bytes=settings.max_book_bytes, on_progress=on_progress)
     except LibraryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     path = write_manifest(settings.books_dir, result.book, file=f"pg{number}.txt")
     _console().print(f"{result.status}: [bold]{result.book.id}[/] — {result.book.title} "
                      f"(sha256 {result.book.sha256[:12]}…, manifest {path})")
@@ -122,7 +113,7 @@ def sync(from_dir: Optional[Path] = typer.Option(None, "--from", help="Folder of
     """Make the library match books/*.yaml: fetch from Gutenberg, else import from a local folder."""
     from app.library.sync import ensure_books
 
-    settings = _settings()
+    settings = command_settings()
     with _progress() as on_progress:
         library = _open(settings, on_progress)
         report = ensure_books(settings, on_progress=lambda message, done, total: on_progress(
@@ -138,7 +129,7 @@ def list_books() -> None:
     """List the books in the library."""
     from rich.table import Table
 
-    library = _open(_settings())
+    library = _open(command_settings())
     table = Table("id", "title", "author", "lang", "chapters", "excerpts", "source")
     for book in library.books():
         stats = library.catalog.book_stats(book.id)
@@ -152,10 +143,10 @@ def show(book_id: str) -> None:
     """Show a book's metadata and chapters."""
     from collections import Counter
 
-    library = _open(_settings())
+    library = _open(command_settings())
     book = library.book(book_id)
     if book is None:
-        _fail(f"{book_id}: no such book (see `bookbot books list`)")
+        fail(f"{book_id}: no such book (see `bookbot books list`)")
     stats = library.catalog.book_stats(book_id)
     console = _console()
     for name in ("id", "title", "author", "language", "source", "licence", "sha256"):
@@ -172,7 +163,7 @@ def search(query: str,
            book: Optional[List[str]] = typer.Option(None, "--book", "-b", help="Only these book ids."),
            top_k: int = typer.Option(5, "--top-k", "-k", help="How many excerpts.")) -> None:
     """Hybrid search: ranked excerpts with their locations and scores."""
-    library = _open(_settings())
+    library = _open(command_settings())
     hits = library.retriever().retrieve(query, top_k=top_k, book_ids=book or None)
     console = _console()
     if not hits:
@@ -193,9 +184,9 @@ def remove(book_id: str) -> None:
     from app.library.errors import LibraryError
 
     try:
-        meta = _open(_settings()).remove(book_id)
+        meta = _open(command_settings()).remove(book_id)
     except LibraryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _console().print(f"removed {meta.id} — {meta.title}")
 
 
@@ -207,12 +198,12 @@ def models_fetch(directory: Optional[Path] = typer.Option(None, "--dir", help="T
     from app.library.errors import LibraryError
     from app.library.models import fetch_model
 
-    target = directory or _settings().resolved_embed_model_dir
+    target = directory or command_settings().resolved_embed_model_dir
     console = _console(stderr=True)
     try:
         fetch_model(target, force=force, on_progress=lambda m: console.print(m, highlight=False))
     except LibraryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @eval_app.command("retrieval")
@@ -228,7 +219,7 @@ def eval_retrieval(fairytaleqa: Path = typer.Option(..., help="A FairytaleQA spl
     from app.library import load_default_embedder
     from app.library.evaluation import OURS, evaluate, load_fairytaleqa, tune
 
-    settings = _settings()
+    settings = command_settings()
     embedder, warning = load_default_embedder(settings)
     console = _console(stderr=True)
     if warning:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from app.commandkit import command_settings, fail
 from rich.console import Console
 from rich.table import Table
 
@@ -22,29 +24,16 @@ reviews_app = typer.Typer(help="Review statistics, editor agreement and dataset 
 users_app = typer.Typer(help="Accounts and roles (reader, editor, lab).", no_args_is_help=True)
 
 
-def _settings():  # noqa: ANN202
-    from app.settings import Settings
-
-    settings = Settings()
-    settings.ensure_dirs()
-    return settings
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(1)
-
-
 def _store():  # noqa: ANN202
     from app.review import db
     from app.review.store import ReviewStore
 
-    settings = _settings()
+    settings = command_settings()
     url = settings.resolved_database_url
     try:
         db.upgrade(url)
     except db.StoreUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     return ReviewStore(url)
 
 
@@ -54,12 +43,12 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision (def
     """Create or migrate the database (SQLite in the data dir, or BOOKBOT_DATABASE_URL)."""
     from app.review import db
 
-    url = _settings().resolved_database_url
+    url = command_settings().resolved_database_url
     try:
         before = db.current(url)
         after = db.upgrade(url, revision)
     except db.StoreUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"{db.safe_url(url)}: {before or 'blank'} → [bold]{after}[/bold]")
 
 
@@ -68,11 +57,11 @@ def db_current() -> None:
     """Show which migration the database is at and the newest one this code ships."""
     from app.review import db
 
-    url = _settings().resolved_database_url
+    url = command_settings().resolved_database_url
     try:
         rev = db.current(url)
     except db.StoreUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     head = db.head()
     state = "up to date" if rev == head else "needs `bookbot db upgrade`"
     console.print(f"{db.safe_url(url)}: at {rev or 'blank (no tables)'}; newest {head} — {state}")
@@ -101,7 +90,7 @@ def reviews_stats(character: Optional[str] = typer.Option(None, help="Only this 
     try:
         stats = review_stats(store.engine, character)
     except StoreUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
     if as_json:
@@ -139,7 +128,7 @@ def reviews_export(
     from app.review.models import ReviewRow, TurnRow
 
     if fmt not in exports.FORMATS:
-        _fail(f"unknown format {fmt!r}; choose one of: {', '.join(exports.FORMATS)}")
+        fail(f"unknown format {fmt!r}; choose one of: {', '.join(exports.FORMATS)}")
     store = _store()
     system_prompt = _system_prompts()
     try:
@@ -156,7 +145,7 @@ def reviews_export(
                                     include_machine=include_machine, system_prompt=system_prompt,
                                     on_batch=lambda n: progress.advance(task, n))
     except StoreUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
     console.print(f"wrote {report.rows} {fmt} rows from {report.turns_seen} reviewed turns to {out}")
@@ -171,7 +160,7 @@ def _system_prompts():  # noqa: ANN202
     try:
         from app.bots.cards import load_characters
 
-        registry = load_characters(_settings())
+        registry = load_characters(command_settings())
     except Exception:  # noqa: BLE001 - exports work without cards; rows then have no system message
         return None
 
@@ -211,7 +200,7 @@ def users_add(name: str, role: str = typer.Option("reader", help="reader | edito
     try:
         user = store.add_user(name, password, role)
     except AccountError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
     console.print(f"added {user.name} ({user.role.value})")
@@ -246,7 +235,7 @@ def users_set_password(name: str,
     try:
         store.set_password(name, password)
     except AccountError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
     console.print(f"password of {name} changed")
@@ -261,7 +250,7 @@ def users_set_role(name: str, role: str) -> None:
     try:
         user = store.set_role(name, role)
     except AccountError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
     console.print(f"{user.name} is now {user.role.value}")

@@ -10,25 +10,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from app.commandkit import command_settings, fail
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
 snapshots_app = typer.Typer(help="Tuning snapshots: list, compare, activate, roll back.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluations.", no_args_is_help=True)
-
-
-def _settings():  # noqa: ANN202
-    from app.settings import Settings
-
-    settings = Settings()
-    settings.ensure_dirs()
-    return settings
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(1)
 
 
 def _store(settings, *, required: bool):  # noqa: ANN202
@@ -41,7 +30,7 @@ def _store(settings, *, required: bool):  # noqa: ANN202
         db.upgrade(url)
     except db.StoreUnavailable as exc:
         if required:
-            _fail(str(exc))
+            fail(str(exc))
         console.print(f"[yellow]warning:[/yellow] {exc}; the snapshot table is not updated "
                       "(the snapshot files are)")
         return None
@@ -64,7 +53,7 @@ def tune(character: str = typer.Argument(..., help="Character id (see `bookbot c
     from app.tuning.snapshots import SnapshotError
     from app.tuning.service import collect_labelled_steps, tune_character
 
-    settings = _settings()
+    settings = command_settings()
     card = None
     try:
         from app.bots.cards import load_characters
@@ -78,13 +67,13 @@ def tune(character: str = typer.Argument(..., help="Character id (see `bookbot c
         with console.status(f"collecting reviews of {character}…"):
             items = collect_labelled_steps(store, character, card)
         if not items:
-            _fail(f"no reviewed steps for {character!r}: editors rate steps in the review desk first "
+            fail(f"no reviewed steps for {character!r}: editors rate steps in the review desk first "
                   f"(or check the id: `bookbot snapshots list` shows tuned characters)")
         with console.status(f"training on {len(items)} labelled steps…"):
             result = tune_character(settings, store, character, character=card, make_active=activate,
                                     items=items)
     except (ValueError, SnapshotError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
     meta = result.meta
@@ -137,7 +126,7 @@ def snapshots_list(character: Optional[str] = typer.Argument(None, help="Only th
     """Snapshot versions per character, with their headline metrics; * marks the active one."""
     from app.tuning import snapshots as snap
 
-    settings = _settings()
+    settings = command_settings()
     try:
         characters = [character] if character else snap.list_characters(settings)
         table = Table(title="tuning snapshots")
@@ -154,7 +143,7 @@ def snapshots_list(character: Optional[str] = typer.Argument(None, help="Only th
                               _fmt(held.get("auc")), _fmt(m.metrics.get("exemplars", {}).get("n")))
                 count += 1
     except snap.SnapshotError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not count:
         console.print("no snapshots yet: run `bookbot tune CHARACTER` after editors have reviewed some steps")
         return
@@ -168,11 +157,11 @@ def snapshots_compare(character: str = typer.Argument(...),
     """Metrics of snapshots side by side."""
     from app.tuning import snapshots as snap
 
-    settings = _settings()
+    settings = command_settings()
     try:
         metas = {m.version: m for m in snap.list_snapshots(settings, character)}
         if not metas:
-            _fail(f"{character!r} has no snapshots; run `bookbot tune {character}` first")
+            fail(f"{character!r} has no snapshots; run `bookbot tune {character}` first")
         active = snap.active_version(settings, character)
         if not versions:
             newest = list(metas)[-1]
@@ -181,9 +170,9 @@ def snapshots_compare(character: str = typer.Argument(...),
                 versions = list(metas)[-2:]
         unknown = [v for v in versions if v not in metas]
         if unknown:
-            _fail(f"unknown version(s) {', '.join(unknown)} for {character}; have {', '.join(metas)}")
+            fail(f"unknown version(s) {', '.join(unknown)} for {character}; have {', '.join(metas)}")
     except snap.SnapshotError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_metrics([metas[v] for v in versions], active)
 
 
@@ -199,12 +188,12 @@ def snapshots_activate(character: str = typer.Argument(...), version: str = type
     """Make a snapshot active: new conversations with the character use it (no restart)."""
     from app.tuning import snapshots as snap
 
-    settings = _settings()
+    settings = command_settings()
     mirror, store = _mirror(settings)
     try:
         meta = snap.activate(settings, character, version, mirror=mirror)
     except (snap.SnapshotError, KeyError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         if store is not None:
             store.close()
@@ -216,12 +205,12 @@ def snapshots_rollback(character: str = typer.Argument(...)) -> None:
     """Go back to the previously active snapshot (or to the untuned bot)."""
     from app.tuning import snapshots as snap
 
-    settings = _settings()
+    settings = command_settings()
     mirror, store = _mirror(settings)
     try:
         previous = snap.rollback(settings, character, mirror=mirror)
     except (snap.SnapshotError, KeyError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         if store is not None:
             store.close()
@@ -255,11 +244,11 @@ def eval_fairytaleqa(
     """Simulate editor reviews on train, tune on them, and measure the bot on val before/after."""
     from app.tuning.evalrun import EvalOptions, run_fairytaleqa
 
-    settings = _settings()
+    settings = command_settings()
     try:
         review_counts = ([int(c) for c in counts.split(",") if c.strip()] if counts else None)
     except ValueError:
-        _fail(f"--counts must be comma-separated numbers, got {counts!r}")
+        fail(f"--counts must be comma-separated numbers, got {counts!r}")
     options = EvalOptions(path=path, train=train, split=split, train_split=train_split,
                           max_reviews=simulate_reviews, counts=review_counts, candidates=candidates,
                           noise=noise, seed=seed, limit=limit, train_stories=train_stories, dense=dense,
@@ -267,7 +256,7 @@ def eval_fairytaleqa(
     try:
         run_fairytaleqa(settings, options, console)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def register(root: typer.Typer) -> None:

@@ -19,21 +19,14 @@ from typing import Optional
 
 import typer
 
+from app.commandkit import command_settings
+
 ROOT = Path(__file__).resolve().parents[2]          # where .chainlit/, public/, chainlit.md live
 ENTRY = Path(__file__).resolve().parent / "main.py"
 FIRST_ACCOUNT = "admin"
 DEMO_USERS = (("reader", "reader"), ("editor", "editor"), ("lab", "lab"))
 PATH_SETTINGS = ("data_dir", "books_dir", "characters_dir", "reviews_dir", "local_books_dir",
                  "embed_model_dir")
-
-
-
-def _settings():
-    from app.settings import Settings
-
-    settings = Settings()
-    settings.ensure_dirs()
-    return settings
 
 
 def _store(settings):
@@ -129,7 +122,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     from rich.console import Console
 
     console = Console(stderr=True)
-    settings = _settings()
+    settings = command_settings()
     with console.status("upgrading the database…"):
         store = _store(settings)
     console.print(f"database ready: {settings.resolved_database_url.split('@')[-1]}")

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import chainlit as cl
 
-from app.ui import actions, desk, present, render
+from app.ui import actions, desk, present
 from app.ui.services import get_services
 
 DESK_PROFILE = desk.DESK_PROFILE
