@@ -9,7 +9,6 @@ fixture fetches it (needs PyPI).
 from __future__ import annotations
 
 import http.server
-import os
 import re
 import threading
 from pathlib import Path
@@ -23,15 +22,6 @@ GUTENBERG_FILES = {244: "study_in_scarlet_244.txt", 2097: "sign_of_four_2097.txt
                    2852: "hound_baskervilles_2852.txt", 11: "alice_wonderland_11.txt", 1342: "pride_prejudice_1342.txt"}
 
 
-@pytest.fixture(scope="session")
-def model_dir() -> Path:
-    from app.library.models import fetch_model, model_ok
-
-    path = Path(os.environ.get("BOOKBOT_TEST_MODEL_DIR",
-                               Path.home() / ".cache" / "bookbot" / "models" / "all-MiniLM-L6-v2"))
-    if not model_ok(path):
-        fetch_model(path)
-    return path
 
 
 class CachingEmbedder:

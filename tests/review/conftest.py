@@ -4,62 +4,14 @@ factory for realistic turns."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
 from app.domain import Candidate, Citation, Excerpt, Location, RetrievalScores, Step, Turn
 from app.review import db
-
-PG_ADMIN = os.environ.get("BOOKBOT_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
-            return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> str:
-    if not _pg_available():
-        pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432 (start it: pg_ctlcluster "
-                    "--skip-systemctl-redirect $(ls /etc/postgresql) main start)")
-    return PG_ADMIN
-
-
-def create_pg_database() -> str:
-    import psycopg
-
-    name = f"bookbot_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def drop_pg_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture()
-def pg_url(pg_server: str) -> Iterator[str]:
-    url = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
-
 
 @pytest.fixture()
 def sqlite_url(tmp_path) -> str:  # noqa: ANN001

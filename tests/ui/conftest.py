@@ -10,7 +10,6 @@ Playwright.  Screenshots go to ``tests/ui/artifacts/``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,20 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # chat_client, server
 from server_harness import prepare_data, start_server, stop_server  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def ui_model_dir() -> Path:
-    from app.library.models import fetch_model, model_ok
-
-    path = Path(os.environ.get("BOOKBOT_TEST_MODEL_DIR",
-                               Path.home() / ".cache" / "bookbot" / "models" / "all-MiniLM-L6-v2"))
-    if not model_ok(path):
-        fetch_model(path)
-    return path
 
 
 @pytest.fixture(scope="session")
-def ui_settings(tmp_path_factory: pytest.TempPathFactory, ui_model_dir: Path, shared_dir: Path):
-    return prepare_data(tmp_path_factory.mktemp("ui"), ui_model_dir,
+def ui_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, shared_dir: Path):
+    return prepare_data(tmp_path_factory.mktemp("ui"), model_dir,
                         shared_dir / "books" / "study_in_scarlet_244.txt", USERS, chapters=1)
 
 

@@ -25,19 +25,7 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield _sqlite_url(tmp_path)
         return
-    psycopg = pytest.importorskip("psycopg")
-    name = f"bookbot_ui_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True,
-                                connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not answering on 127.0.0.1:5432: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    yield request.getfixturevalue("pg_url")
 
 
 async def _roundtrip(url: str, files_dir) -> tuple[dict, list]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,21 +16,6 @@ from server_harness import prepare_data, start_server, stop_server
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-@pytest.fixture()
-def pg_url():
-    psycopg = pytest.importorskip("psycopg")
-    name = f"bookbot_ui_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True,
-                                connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not answering on 127.0.0.1:5432: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 async def _session(url: str) -> tuple[str, dict]:
@@ -49,13 +33,13 @@ async def _session(url: str) -> tuple[str, dict]:
     return control["props"]["step_id"], out
 
 
-def test_chat_and_review_on_postgresql(pg_url, tmp_path, ui_model_dir, shared_dir):
+def test_chat_and_review_on_postgresql(pg_url, tmp_path, model_dir, shared_dir):
     import psycopg
 
     from app.review.models import TurnRow
     from app.review.store import ReviewStore
 
-    settings = prepare_data(tmp_path, ui_model_dir, shared_dir / "books" / "study_in_scarlet_244.txt",
+    settings = prepare_data(tmp_path, model_dir, shared_dir / "books" / "study_in_scarlet_244.txt",
                             {"ed": ("editor", "editor-password")}, chapters=1, database_url=pg_url)
     proc, url = start_server(settings, tmp_path / "server.log")
     try:
