@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -110,24 +110,25 @@ class OnnxEmbedder:
         return out
 
     def embed_long(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """Embed texts of any length whole: mean of the vectors of window-sized pieces."""
-        pieces: list[str] = []
+        """Embed texts of any length whole: mean of the vectors of window-sized pieces.
+
+        Pieces are cut from the token ids themselves (re-tokenising a cut-out substring can
+        give more tokens than the window, e.g. Hangul split mid-word)."""
+        cls_id, sep_id = self._tokenizer.token_to_id("[CLS]"), self._tokenizer.token_to_id("[SEP]")
+        pieces: list[_Piece] = []
         owners: list[int] = []
         step = self.max_tokens
-        for n, text in enumerate(texts):
-            enc = self._tokenizer.encode(text, add_special_tokens=False)
-            if len(enc.ids) <= step:
-                pieces.append(text)
+        for n, enc in enumerate(self._tokenizer.encode_batch(list(texts), add_special_tokens=False)):
+            for start in range(0, max(len(enc.ids), 1), step):
+                pieces.append(_Piece([cls_id, *enc.ids[start:start + step], sep_id]))
                 owners.append(n)
-                continue
-            offsets = enc.offsets
-            for start in range(0, len(enc.ids), step):
-                end = min(start + step, len(enc.ids))
-                pieces.append(text[offsets[start][0]:offsets[end - 1][1]])
-                owners.append(n)
-        vectors = self.embed(pieces, batch_size=batch_size)
+        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i].ids))
+        vectors = np.zeros((len(pieces), self.dim), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            vectors[batch] = self._run([pieces[i] for i in batch])
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        np.add.at(out, np.asarray(owners), vectors)
+        np.add.at(out, np.asarray(owners, dtype=np.int64), vectors)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -135,6 +136,10 @@ class OnnxEmbedder:
         if len(enc.ids) <= self.window:
             return self._run([enc], self._query_session)[0]
         return self.embed_long([text])[0]
+
+
+class _Piece(NamedTuple):
+    ids: list[int]
 
 
 def load_embedder(model_dir: Path) -> tuple[OnnxEmbedder | None, str]:
