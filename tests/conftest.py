@@ -51,7 +51,7 @@ def fresh_postgres_database(prefix: str = "bookbot_test") -> Iterator[str]:
         pytest.fail(f"PostgreSQL is not answering on 127.0.0.1:5432 ({exc}); start it: "
                     "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

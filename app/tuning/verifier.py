@@ -46,7 +46,9 @@ def step_features(*, question: str, step_index: int, candidate: Candidate,
     f["n_citations"] = float(len(cits))
     f["valid_share"] = len(valid) / len(cits) if cits else 0.0
     f["grounded"] = 1.0 if valid else 0.0
-    by_id = {e.id: (i, e) for i, e in enumerate(excerpts)}
+    # position by fused score, not list order: a stored step lists its cited excerpts first
+    order = sorted(range(len(excerpts)), key=lambda i: -(excerpts[i].scores.fused if excerpts[i].scores else 0.0))
+    by_id = {excerpts[i].id: (r, excerpts[i]) for r, i in enumerate(order)}
     max_fused = max((e.scores.fused for e in excerpts if e.scores), default=0.0) or 1.0
     max_bm25 = max((e.scores.bm25 or 0.0 for e in excerpts if e.scores), default=0.0) or 1.0
     cited = [by_id[c.excerpt_id] for c in valid if c.excerpt_id in by_id]
@@ -73,7 +75,32 @@ def step_features(*, question: str, step_index: int, candidate: Candidate,
             best[k] = max(best[k], v)
     f.update({f"cited_{k}": v for k, v in best.items()})
     f.update(_relative_features(question, [c.quote for c in valid], [e.id for _, e in cited], excerpts))
+    f.update(_sentence_features(question, [c.quote for c in valid], {c.excerpt_id for c in valid}, excerpts))
     return f
+
+
+def _sentence_features(question: str, quotes: Sequence[str], cited_ids: set[str],
+                       excerpts: Sequence[Excerpt]) -> dict[str, float]:
+    """How the quote and the cited excerpt's best sentence match the question compared with every
+    sentence of the step's excerpts, i.e. with the sentences its sibling candidates lead with."""
+    from app.bots.backends.extractive import split_sentences
+
+    out: dict[str, float] = {}
+    sents = [(e.id, tokens(s)) for e in excerpts for s in split_sentences(e.text) if len(s.split()) >= 3]
+    if not sents:
+        return out
+    q_terms = content_tokens(question)
+    idf = idf_for_texts(tuple(" ".join(t) for _, t in sents))
+    default = math.log(len(sents) + 1.0)
+    scores = [weighted_overlap(q_terms, t, idf, default) for _, t in sents]
+    quote = max((weighted_overlap(q_terms, tokens(q), idf, default) for q in quotes), default=0.0)
+    own = max((v for (eid, _), v in zip(sents, scores) if eid in cited_ids), default=0.0)
+    other = max((v for (eid, _), v in zip(sents, scores) if eid not in cited_ids), default=0.0)
+    out["quote_sent_score"] = quote
+    out["quote_sent_rank_rr"] = 1.0 / (1 + sum(1 for v in scores if v > quote)) if quotes else 0.0
+    out["quote_sent_margin"] = quote - max(scores)
+    out["cited_best_sent_margin"] = own - other
+    return out
 
 
 def _relative_features(question: str, quotes: Sequence[str], cited_ids: Sequence[str],

@@ -166,3 +166,27 @@ def test_two_stage_reranker_equals_its_stages():
     a = model.decision(blank).argsort().tolist()
     b = content.decision([{k: v for k, v in r.items() if k not in PRIOR_FEATURES} for r in blank]).argsort().tolist()
     assert a == b
+
+
+def test_verifier_features_ignore_list_order_and_compare_sentences():
+    from app.domain import Excerpt, Location, RetrievalScores
+    from app.tuning.verifier import step_features
+
+    def ex(i: int, text: str, fused: float) -> Excerpt:
+        return Excerpt(id=f"s#{i}", book_id="s", text=text, location=Location("s", 1, "One", i, i),
+                       scores=RetrievalScores(bm25=fused, fused=fused, bm25_rank=4 - i))
+
+    pool = [ex(1, "The king rode out at dawn. He found nothing in the forest that day.", 0.9),
+            ex(2, "The old miller hid the golden goose under the mill. Nobody saw him do it.", 0.5),
+            ex(3, "Rain fell on the village for many days and nights.", 0.2)]
+    question = "Where did the miller hide the golden goose?"
+    good = Candidate("x", [Citation("s#2", "The old miller hid the golden goose under the mill.")])
+    bad = Candidate("y", [Citation("s#1", "He found nothing in the forest that day.")])
+    f_good = step_features(question=question, step_index=0, candidate=good, excerpts=pool)
+    # a stored step lists its cited excerpt first; the features must not change with that order
+    moved = [pool[1], pool[0], pool[2]]
+    assert step_features(question=question, step_index=0, candidate=good, excerpts=moved) == f_good
+    assert f_good["cited_pos_rr"] == 0.5
+    f_bad = step_features(question=question, step_index=0, candidate=bad, excerpts=pool)
+    assert f_good["quote_sent_rank_rr"] == 1.0 and f_good["cited_best_sent_margin"] > 0
+    assert f_bad["quote_sent_margin"] < 0 and f_bad["cited_best_sent_margin"] < 0
