@@ -189,7 +189,10 @@ def train_reranker(items: Sequence[LabelledStep], *, c: float = 1.0) -> tuple[Li
         raise ValueError(f"all {len(labels)} excerpt labels are {'good' if labels[0] else 'bad'}: "
                          "the re-ranker needs both cited-and-approved and wrong-excerpt steps")
     heldout: dict = {}
-    turns = sorted(set(groups))
+    from app.tuning.verifier import turns_in_order
+
+    with_rows = set(groups)
+    turns = [t for t in turns_in_order(items) if t in with_rows]
     if len(turns) >= 8:
         # held-out turns see only the priors the training turns gathered
         held = set(turns[::4])

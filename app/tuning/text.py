@@ -82,8 +82,10 @@ def weighted_overlap(query_terms: Sequence[str], text_terms: Iterable[str],
     if not q:
         return 0.0
     t = set(text_terms)
-    total = sum(idf.get(term, default_idf) for term in q)
-    hit = sum(idf.get(term, default_idf) for term in q & t)
+    # summed in sorted order: set order follows the per-process string hash, and float sums
+    # in a different order can flip near-ties between candidates from one run to the next
+    total = sum(idf.get(term, default_idf) for term in sorted(q))
+    hit = sum(idf.get(term, default_idf) for term in sorted(q & t))
     return hit / total if total > 0 else 0.0
 
 

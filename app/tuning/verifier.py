@@ -47,7 +47,8 @@ def step_features(*, question: str, step_index: int, candidate: Candidate,
     f["valid_share"] = len(valid) / len(cits) if cits else 0.0
     f["grounded"] = 1.0 if valid else 0.0
     # position by fused score, not list order: a stored step lists its cited excerpts first
-    order = sorted(range(len(excerpts)), key=lambda i: -(excerpts[i].scores.fused if excerpts[i].scores else 0.0))
+    fused = [e.scores.fused if e.scores else 0.0 for e in excerpts]
+    order = sorted(range(len(excerpts)), key=lambda i: -fused[i])
     by_id = {excerpts[i].id: (r, excerpts[i]) for r, i in enumerate(order)}
     max_fused = max((e.scores.fused for e in excerpts if e.scores), default=0.0) or 1.0
     max_bm25 = max((e.scores.bm25 or 0.0 for e in excerpts if e.scores), default=0.0) or 1.0
@@ -163,9 +164,18 @@ class VerifierReport:
                 "per_step": self.per_step, "weights": self.weights}
 
 
+def turns_in_order(items: Sequence[LabelledStep]) -> list[str]:
+    """Turn ids ordered by their question (then id): turn ids are random, so ordering by content
+    keeps the held-out split, and the metrics reported from it, the same from run to run."""
+    key: dict[str, tuple[str, str]] = {}
+    for i in items:
+        key.setdefault(i.turn_id, (i.question, i.turn_id))
+    return sorted(key, key=key.__getitem__)
+
+
 def _split_by_turn(items: Sequence[LabelledStep], heldout_share: float,
                    seed: int) -> tuple[list[LabelledStep], list[LabelledStep]]:
-    turns = sorted({i.turn_id for i in items})
+    turns = turns_in_order(items)
     random.Random(seed).shuffle(turns)
     n_held = int(round(len(turns) * heldout_share))
     held = set(turns[:n_held])
