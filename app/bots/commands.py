@@ -74,7 +74,6 @@ def ask(character_id: str = typer.Argument(..., help="Character id, e.g. sherloc
     from app.bots.render import EventPrinter
 
     settings = command_settings()
-    settings.ensure_dirs()
     character = _character(settings, character_id)
     engine = _engine(settings, character, offline, candidates, save)
     console = _console()
@@ -98,7 +97,6 @@ def chat(character_id: str = typer.Argument(..., help="Character id, e.g. alice.
     from app.bots.render import EventPrinter
 
     settings = command_settings()
-    settings.ensure_dirs()
     character = _character(settings, character_id)
     engine = _engine(settings, character, offline, candidates, save)
     console = _console()

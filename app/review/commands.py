@@ -6,6 +6,8 @@ Settings are built inside each command and heavy modules imported lazily, so
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import json
 from pathlib import Path
 from typing import Optional
@@ -177,6 +179,20 @@ def _system_prompts():  # noqa: ANN202
 
 
 # ------------------------------------------------------------------ users
+@contextmanager
+def _accounts():  # noqa: ANN202
+    """The migrated store for an account change; an AccountError becomes one clear error line."""
+    from app.review.accounts import AccountError
+
+    store = _store()
+    try:
+        yield store
+    except AccountError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+
+
 def _read_password(name: str, password: Optional[str], from_stdin: bool) -> str:
     import sys
 
@@ -193,16 +209,9 @@ def users_add(name: str, role: str = typer.Option("reader", help="reader | edito
               password_stdin: bool = typer.Option(False, "--password-stdin",
                                                   help="Read the password from standard input.")) -> None:
     """Add an account (asks for the password twice unless --password or --password-stdin)."""
-    from app.review.accounts import AccountError
-
     password = _read_password(name, password, password_stdin)
-    store = _store()
-    try:
+    with _accounts() as store:
         user = store.add_user(name, password, role)
-    except AccountError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
     console.print(f"added {user.name} ({user.role.value})")
 
 
@@ -228,31 +237,17 @@ def users_set_password(name: str,
                        password_stdin: bool = typer.Option(False, "--password-stdin",
                                                            help="Read the password from standard input.")) -> None:
     """Change an account's password."""
-    from app.review.accounts import AccountError
-
     password = _read_password(name, password, password_stdin)
-    store = _store()
-    try:
+    with _accounts() as store:
         store.set_password(name, password)
-    except AccountError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
     console.print(f"password of {name} changed")
 
 
 @users_app.command("set-role")
 def users_set_role(name: str, role: str) -> None:
     """Change an account's role (reader, editor, lab)."""
-    from app.review.accounts import AccountError
-
-    store = _store()
-    try:
+    with _accounts() as store:
         user = store.set_role(name, role)
-    except AccountError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
     console.print(f"{user.name} is now {user.role.value}")
 
 

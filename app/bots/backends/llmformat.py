@@ -121,8 +121,8 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.S)
 _MARKER = re.compile(r"\[?\b(E\d+)\b\]?[^\"\u201c\[\]]{0,24}?[\"\u201c]([^\"\u201d]{3,})[\"\u201d]")
 
 
-def _close_json(text: str) -> str | None:
-    """Best effort: close strings/brackets of truncated JSON and parse-check candidates."""
+def _scan_json(text: str) -> tuple[list[str], bool, list[int]]:
+    """Closers still owed (innermost last), whether a string is open, and the positions of commas outside strings."""
     stack: list[str] = []
     in_str = esc = False
     cut_points: list[int] = []
@@ -143,28 +143,18 @@ def _close_json(text: str) -> str | None:
             stack.pop()
         elif ch == ",":
             cut_points.append(i)
+    return stack, in_str, cut_points
+
+
+def _close_json(text: str) -> str | None:
+    """Best effort: close strings/brackets of truncated JSON and parse-check candidates."""
+    stack, in_str, cut_points = _scan_json(text)
     if not stack and not in_str:
         return text
 
     def closers(prefix: str) -> str:
-        st: list[str] = []
-        ins = es = False
-        for ch in prefix:
-            if ins:
-                if es:
-                    es = False
-                elif ch == "\\":
-                    es = True
-                elif ch == '"':
-                    ins = False
-                continue
-            if ch == '"':
-                ins = True
-            elif ch in "{[":
-                st.append("}" if ch == "{" else "]")
-            elif ch in "}]" and st:
-                st.pop()
-        return ('"' if ins else "") + "".join(reversed(st))
+        owed, open_str, _ = _scan_json(prefix)
+        return ('"' if open_str else "") + "".join(reversed(owed))
 
     attempts = [text.rstrip().rstrip("\\")] + [text[:p] for p in reversed(cut_points[-12:])]
     for prefix in attempts:
