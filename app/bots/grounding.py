@@ -1,7 +1,7 @@
 """Citation validation and the grounding features/score of a candidate step.
 
-Owns: text normalisation for quote matching (whitespace, curly quotes, dashes,
-case, ellipses), ``validate_citations`` (excerpt id must be among those
+Owns: quote matching (in ``app.analyzer``'s normal form, fragments split at
+ellipses), ``validate_citations`` (excerpt id must be among those
 retrieved for this step, the quote must occur in that excerpt),
 ``candidate_features`` (numbers the tuning verifier trains on; stored in
 ``Candidate.features``) and ``GroundingScorer``, the default StepScorer.
@@ -11,33 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from typing import Sequence
 
+from app.analyzer import normalize, terms as tokens
 from app.domain import Candidate, Citation, Excerpt, ProcedureStep
 
 MIN_QUOTE_CHARS = 4
-
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
-                         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
-                         "\u00ab": '"', "\u00bb": '"', "\u2013": "-", "\u2014": "-", "\u2015": "-",
-                         "\u2212": "-", "\u00a0": " ", "_": " "})
 _ELLIPSIS = re.compile(r"\s*(?:\.\s*\.\s*\.|\u2026|\[\.\.\.\])\s*")
-_WORD = re.compile(r"[\w']+", re.UNICODE)
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
-
-STOPWORDS = frozenset("""a an the and or but if of to in on at by for with from as is are was were be been
-being it its this that these those i you he she we they me him her us them my your his our their
-not no so do does did have has had will would can could shall should may might must there here
-what which who whom whose when where why how all any some such than then too very just into out
-up down over under again once about""".split())
-
-
-def normalize(text: str) -> str:
-    """Lower-case, unify quote marks and dashes, collapse whitespace."""
-    text = unicodedata.normalize("NFKC", text or "").translate(_QUOTES).lower()
-    text = re.sub(r"-{2,}", "-", text)
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def _strip_quote(quote: str) -> str:
@@ -90,19 +70,6 @@ def validate_citations(citations: Sequence[Citation], excerpts: Sequence[Excerpt
 
 
 # ------------------------------------------------------------------ features
-
-def tokens(text: str) -> list[str]:
-    """Content tokens: lower-case words minus stopwords; Hangul words also give character bigrams."""
-    out: list[str] = []
-    for word in _WORD.findall(normalize(text)):
-        if word in STOPWORDS:
-            continue
-        if _HANGUL.search(word) and len(word) > 1:
-            out.extend(word[i:i + 2] for i in range(len(word) - 1))
-        else:
-            out.append(word)
-    return out
-
 
 def candidate_features(candidate: Candidate, excerpts: Sequence[Excerpt]) -> dict[str, float]:
     """Features of one (validated) candidate against the excerpts retrieved for its step.

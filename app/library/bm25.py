@@ -1,75 +1,21 @@
-"""Sparse retrieval: a language-aware analyser and a bm25s index persisted on disk.
+"""Sparse retrieval: a bm25s index over the terms of ``app.analyzer`` (the one text analyzer), on disk.
 
-English (and other Latin-script text): lower-cased words, English stop words
-removed, Snowball-stemmed (PyStemmer).  Korean: Kiwi morphological analysis,
-keeping content morphemes (nouns, verb/adjective stems, roots, adverbs,
-numbers, foreign words) so "인력거를" and "인력거꾼" both meet "인력거".  A
-mixed text gets both.  ``BM25Index`` scores every document for a query (so a
+``BM25Index`` scores every document for a query (so a
 book filter is a mask, and fusion can see the BM25 score of any candidate).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-_WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
-_HANGUL_RE = re.compile(r"[\uac00-\ud7a3]")
-_KO_KEEP = ("NNG", "NNP", "NNB", "NR", "NP", "VV", "VA", "XR", "MAG", "SL", "SN", "SH", "MM")
-# A few more stop words than bm25s' list: question words carry no evidence.
-_EXTRA_STOP = {"what", "who", "whom", "whose", "why", "how", "when", "where", "which", "did", "does",
-               "do", "was", "were", "is", "are", "had", "has", "have", "would", "could", "should",
-               "she", "he", "her", "his", "him", "they", "them", "their", "i", "you", "me", "my",
-               "we", "us", "our", "your", "its", "so", "been", "being", "am", "can", "from"}
+from app.analyzer import terms as analyze, terms_many as analyze_many
 
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN) | _EXTRA_STOP
-
-
-@lru_cache(maxsize=1)
-def _kiwi():
-    from kiwipiepy import Kiwi
-
-    return Kiwi()
-
-
-def analyze(text: str) -> list[str]:
-    """Index terms of a text (documents and queries go through the same function)."""
-    terms: list[str] = []
-    if _HANGUL_RE.search(text):
-        for token in _kiwi().tokenize(text):
-            if token.tag.startswith(_KO_KEEP) or token.tag in _KO_KEEP:
-                form = token.form.lower()
-                if token.tag == "SL":
-                    if form in _stopwords():
-                        continue
-                    form = _stemmer().stemWord(form)
-                terms.append(form)
-        return terms
-    stop = _stopwords()
-    words = [w for w in _WORD_RE.findall(text.lower()) if w not in stop]
-    return _stemmer().stemWords(words)
-
-
-def analyze_many(texts: Sequence[str]) -> list[list[str]]:
-    return [analyze(t) for t in texts]
+__all__ = ["BM25Index", "analyze", "analyze_many"]
 
 
 class BM25Index:

@@ -1,47 +1,21 @@
-"""Small text helpers the tuning models share: tokens, content words, overlap and similarity.
+"""Small text helpers the tuning models share: overlap, idf, similarity and token F1.
 
-Plain Python, language-light (``\\w+`` tokens work for English and Hangul), so the
-features computed at training time and at answer time are exactly the same.
+Words and terms come from ``app.analyzer`` (the one analyzer BM25, grounding and
+the offline backend use), so features computed at training and answer time match.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
+from app.analyzer import terms, words
+from app.analyzer import terms as content_tokens, words as tokens  # the names tuning code reads
 
-STOPWORDS = frozenset("""
-a an the and or but if then so of to in on at by for with from as into onto about over under
-is are was were be been being am do does did done have has had having not no nor
-i me my we our you your he him his she her it its they them their this that these those
-what which who whom whose when where why how there here all any each some such own same
-than too very can will just would should could may might must shall also only up down out off
-again further once more most other both few s t don now while during before after above below
-between through until against because own one did upon unto
-""".split())
-
-
-@lru_cache(maxsize=65536)
-def _tokens(text: str) -> tuple[str, ...]:
-    return tuple(t.lower() for t in _TOKEN.findall(text))
-
-
-def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens (cached: excerpts are tokenized once per process, not per query)."""
-    return list(_tokens(text or ""))
-
-
-@lru_cache(maxsize=65536)
-def _content(text: str) -> tuple[str, ...]:
-    return tuple(t for t in _tokens(text) if t not in STOPWORDS and not t.isdigit())
-
-
-def content_tokens(text: str) -> list[str]:
-    return list(_content(text or ""))
+__all__ = ["content_tokens", "tokens", "overlap", "bigram_overlap", "idf_table", "idf_for_texts",
+           "weighted_overlap", "cosine", "token_f1"]
 
 
 def overlap(query_terms: Sequence[str], text_terms: Iterable[str]) -> float:
@@ -73,7 +47,7 @@ def idf_table(documents: Iterable[Sequence[str]]) -> dict[str, float]:
 @lru_cache(maxsize=1024)
 def idf_for_texts(texts: tuple[str, ...]) -> dict[str, float]:
     """idf over a pool of texts, cached: a step's candidates all share one retrieved pool."""
-    return idf_table(_content(t) for t in texts)
+    return idf_table(terms(t) for t in texts)
 
 
 def weighted_overlap(query_terms: Sequence[str], text_terms: Iterable[str],

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from app.analyzer import split_sentences
 from app.domain import Candidate, Excerpt, ProcedureStep, ReviewKind, ReviewSource, Review
 from app.tuning.labels import LabelledStep
 from app.tuning.linear import LinearModel
@@ -84,8 +85,6 @@ def _sentence_features(question: str, quotes: Sequence[str], cited_ids: set[str]
                        excerpts: Sequence[Excerpt]) -> dict[str, float]:
     """How the quote and the cited excerpt's best sentence match the question compared with every
     sentence of the step's excerpts, i.e. with the sentences its sibling candidates lead with."""
-    from app.bots.backends.extractive import split_sentences
-
     out: dict[str, float] = {}
     sents = [(e.id, tokens(s)) for e in excerpts for s in split_sentences(e.text) if len(s.split()) >= 3]
     if not sents:

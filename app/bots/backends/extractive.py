@@ -14,7 +14,7 @@ import re
 from typing import Iterator, Sequence
 
 from app.bots.backends.base import AnswerRequest, AnswerText, Delta, Draft, Drafts, StepRequest
-from app.bots.grounding import normalize, tokens
+from app.analyzer import normalize, split_sentences, terms as tokens
 from app.domain import Character, Citation, Excerpt, ProcedureStep
 
 DEFAULT_TEMPLATES = {
@@ -32,29 +32,8 @@ DEFAULT_TEMPLATES = {
     },
 }
 
-_SENT_SPLIT = re.compile(r"(?<=[.!?\u3002])[\"'\u201d\u2019)]*\s+|\n+")
 MIN_WORDS, MAX_WORDS = 5, 60
 MAX_POINTS = 3          # quotes the offline answer repeats before its conclusion
-
-
-_ABBREV = re.compile(r"(?:\b(?:Mr|Mrs|Messrs|Ms|Dr|St|Col|Capt|Gen|Lieut|Prof|Rev|Sr|Jr|Mme|Mlle|No|vol|"
-                     r"ch|cf|etc|i\.e|e\.g|viz)|\b[A-Z])\.$")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences (or lines) of an excerpt; "Mr." and initials do not end a sentence."""
-    out: list[str] = []
-    glue = False
-    for part in _SENT_SPLIT.split(text):
-        s = re.sub(r"\s+", " ", part or "").strip()
-        if not s:
-            continue
-        if glue and out:
-            out[-1] = f"{out[-1]} {s}"
-        else:
-            out.append(s)
-        glue = bool(_ABBREV.search(out[-1]))
-    return out
 
 
 _EDGE_QUOTES = "\"'\u201c\u201d\u2018\u2019 "
