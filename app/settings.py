@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     )
     chroma_url: str | None = Field(None, description="ChromaDB server URL; embedded client when unset.")
     top_k: int = 5
+    retrieval_config: Path | None = Field(
+        None, description="YAML file: LlamaIndex node postprocessors and/or a vector store for the retriever "
+                          "(see docs/library.md).")
+    retrieval_postprocessors: list[dict | str] = Field(
+        default_factory=list, description='LlamaIndex node postprocessors after fusion, JSON: '
+                                          '[{"class": "dotted.path.Class", "kwargs": {...}}].')
+    retrieval_pool_factor: int = Field(
+        3, description="With postprocessors, fusion hands them pool_factor x top_k candidates.")
 
     # Bots
     llm_base_url: str | None = None

@@ -2,16 +2,20 @@
 
 Public entry points (other areas build against these names):
 
-- ``open_library(settings) -> Library`` — ``Library.retriever()`` (hybrid
-  ``domain.Retriever``: ``retrieve(query, top_k=, book_ids=)`` returns Excerpts
-  with dense/BM25/fused scores and ranks; ``get(excerpt_id)``),
+- ``open_library(settings) -> Library`` — ``Library.retriever(postprocessors=[...])``
+  returns a ``LibraryRetriever`` (the ``domain.Retriever``: ``retrieve(query, top_k=,
+  book_ids=)`` returns Excerpts with dense/BM25/fused scores and ranks; ``get(excerpt_id)``),
+  whose ``.llama`` is the LlamaIndex ``BaseRetriever`` it runs (``app.library.retrievers``);
   ``Library.books()``, ``Library.add_file(path, ...)``, ``Library.remove(book_id)``.
 - ``app.library.sync.ensure_books(settings, on_progress=None) -> SyncReport``.
 - ``build_section_index(sections: Sequence[tuple[str, str]], language: str, embedder,
-  *, book_id="sections", config=DEFAULT_FUSION) -> SectionIndex`` — in-memory hybrid
-  index, one excerpt per (id, text) section, ids kept as given; ``embedder`` may be
-  None (BM25 only).  ``SectionIndex.retrieve(query, top_k=5)`` returns Excerpts
-  whose ``id`` is the section id and whose ``scores`` carry dense/bm25/fused.
+  *, book_id="sections", config=DEFAULT_FUSION, postprocessors=()) -> LibraryRetriever`` —
+  the same retriever class over an in-process Chroma collection, one excerpt per
+  (id, text) section, ids kept as given; ``embedder`` may be None (BM25 only).
+  ``retrieve(query, top_k=5)`` returns Excerpts whose ``id`` is the section id;
+  ``.excerpts``, ``.ids``, ``get(id)``, ``close()``.
+- ``ExcerptRerankerPostprocessor(reranker)`` (``app.library.postprocessors``): any
+  ``rerank(query, excerpts) -> excerpts`` object as a LlamaIndex node postprocessor.
 - ``load_default_embedder(settings)`` -> (OnnxEmbedder | None, warning text).
 
 Nothing is imported or built at import time; these functions import lazily.
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.library.library import Library
-    from app.library.retrieval import SectionIndex
+    from app.library.retrievers import LibraryRetriever
     from app.settings import Settings
 
 
@@ -33,8 +37,9 @@ def open_library(settings: "Settings", *, embedder=None, warn=None, on_progress=
     return Library.open(settings, embedder=embedder, warn=warn, on_progress=on_progress)
 
 
-def build_section_index(sections: Sequence[tuple[str, str]], language: str, embedder, **kwargs) -> "SectionIndex":
-    from app.library.retrieval import build_section_index as build
+def build_section_index(sections: Sequence[tuple[str, str]], language: str, embedder,
+                        **kwargs) -> "LibraryRetriever":
+    from app.library.sections import build_section_index as build
 
     return build(sections, language, embedder, **kwargs)
 

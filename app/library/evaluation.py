@@ -1,12 +1,16 @@
-"""Retrieval evaluation on FairytaleQA: one index per story, one node per section.
+"""Retrieval evaluation on FairytaleQA: the production retriever per story, one node per section.
 
 For every question, the evidence sections (``cor_section``, sometimes several)
 are the relevant items; a method's R@k is the share of questions with at
 least one evidence section in its top k, MRR the mean reciprocal rank of the
-first one.  Our methods (``bm25``, ``dense``, ``hybrid``, plus plain ``rrf``
-on the same scores) run next to LlamaIndex's ``BM25Retriever``,
-``VectorStoreIndex`` and ``QueryFusionRetriever`` (reciprocal rerank) built
-on the same sections and the same embedder, in the same run.
+first one.  Each story gets the retriever readers get
+(``build_section_index``: the same ``LibraryRetriever`` over Chroma + BM25 +
+fusion + postprocessors).  ``hybrid`` is its ``retrieve()``; ``bm25``,
+``dense`` and plain ``rrf`` re-rank the same search's candidate pools.
+Beside them, in the same run, LlamaIndex's own ``BM25Retriever``,
+``VectorStoreIndex`` and ``QueryFusionRetriever`` (reciprocal rerank, and
+``relative_score`` with weights tuned on train by ``tune_llamaindex_fusion``)
+on the same sections and the same embedder.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from app.library.retrieval import DEFAULT_FUSION, FusionConfig, build_section_index, top_candidates
+from app.library.retrieval import DEFAULT_FUSION, FusionConfig
+from app.library.sections import build_section_index
 
 KS = (1, 3, 5)
 
@@ -69,39 +74,67 @@ def load_fairytaleqa(split_dir: Path, limit: int | None = None) -> list[Story]:
 
 OURS = {"bm25": FusionConfig(method="bm25"), "dense": FusionConfig(method="dense"),
         "hybrid": DEFAULT_FUSION, "rrf (ours, plain)": FusionConfig(method="rrf")}
+PRODUCTION = "hybrid"     # the row computed by the production retriever's retrieve()
+
+
+@dataclass(frozen=True)
+class LlamaFusion:
+    """LlamaIndex ``QueryFusionRetriever(mode="relative_score")`` over its BM25 and vector retrievers."""
+    bm25_weight: float = 0.5
+    top_k: int = max(KS)          # each sub-retriever's similarity_top_k
+
+    @property
+    def name(self) -> str:
+        return f"llamaindex fusion (relative_score, w={self.bm25_weight:g}, k={self.top_k})"
 
 
 def evaluate(stories: Iterable[Story], embedder, *, configs: dict[str, FusionConfig] | None = None,
-             llamaindex: bool = True, on_story: Callable[[str], None] | None = None) -> dict[str, dict]:
-    """Metrics per method; ``configs`` are fusion variants evaluated on the same scores."""
+             llamaindex: bool = True, fusions: Sequence[LlamaFusion] = (LlamaFusion(),),
+             on_story: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Metrics per method.  ``configs`` are fusion variants scored on the production retriever's pools;
+    the one named ``hybrid`` is the production ``retrieve()`` itself."""
     configs = configs or (OURS if embedder is not None else {"bm25": OURS["bm25"]})
     metrics = {name: Metrics() for name in configs}
     timing = {name: 0.0 for name in configs}
     if llamaindex:
-        li_names = ["llamaindex bm25"] + (["llamaindex vector", "llamaindex fusion (rrf)"]
-                                          if embedder is not None else [])
+        li_names = ["llamaindex bm25"]
+        if embedder is not None:
+            li_names += ["llamaindex vector", "llamaindex fusion (rrf)", *(f.name for f in fusions)]
         metrics.update({n: Metrics() for n in li_names})
         timing.update({n: 0.0 for n in li_names})
+    production = configs.get(PRODUCTION)
+    candidates = max(c.candidates for c in configs.values())
     for story in stories:
-        index = build_section_index(story.sections, "en", embedder)
-        for question, relevant in story.questions:
-            t = time.perf_counter()
-            bm25_all, dense_all = index.scores(question)
-            shared = time.perf_counter() - t
-            for name, config in configs.items():
+        retriever = build_section_index(story.sections, "en", embedder, book_id=story.name,
+                                        config=production or DEFAULT_FUSION)
+        try:
+            for question, relevant in story.questions:
+                if production is not None:
+                    t = time.perf_counter()
+                    hits = retriever.retrieve(question, top_k=max(KS))
+                    timing[PRODUCTION] += time.perf_counter() - t
+                    metrics[PRODUCTION].add([h.id for h in hits], relevant)
                 t = time.perf_counter()
-                ranked = top_candidates(index.ids, bm25_all, dense_all, config)
-                metrics[name].add([s.id for s in ranked], relevant)
-                timing[name] += shared + time.perf_counter() - t
+                pools = retriever.pools(question, candidates=candidates)
+                shared = time.perf_counter() - t
+                for name, config in configs.items():
+                    if name == PRODUCTION:
+                        continue
+                    t = time.perf_counter()
+                    metrics[name].add([s.id for s in pools.fuse(config)], relevant)
+                    timing[name] += shared + time.perf_counter() - t
+        finally:
+            retriever.close()
         if llamaindex:
-            _llamaindex_story(story, embedder, metrics, timing)
+            _llamaindex_story(story, embedder, metrics, timing, fusions)
         if on_story:
             on_story(story.name)
     return {name: {**m.row(), "n": m.n, "ms/query": 1000 * timing[name] / max(m.n, 1)}
             for name, m in metrics.items()}
 
 
-def _llamaindex_story(story: Story, embedder, metrics: dict[str, Metrics], timing: dict[str, float]) -> None:
+def _llamaindex_retrievers(story: Story, embedder, fusions: Sequence[LlamaFusion]) -> dict:
+    """LlamaIndex's plain retrievers on the story's sections (its usual truncating embedder)."""
     from llama_index.core import VectorStoreIndex
     from llama_index.core.llms import MockLLM
     from llama_index.core.retrievers import QueryFusionRetriever
@@ -113,18 +146,40 @@ def _llamaindex_story(story: Story, embedder, metrics: dict[str, Metrics], timin
     nodes = [TextNode(id_=sid, text=text) for sid, text in story.sections]
     k = max(KS)
     retrievers = {"llamaindex bm25": BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=k)}
-    if embedder is not None:
-        vector = VectorStoreIndex(nodes, embed_model=LlamaEmbedding(embedder)).as_retriever(similarity_top_k=k)
-        retrievers["llamaindex vector"] = vector
-        retrievers["llamaindex fusion (rrf)"] = QueryFusionRetriever(
-            [vector, retrievers["llamaindex bm25"]], llm=MockLLM(), mode="reciprocal_rerank",
-            similarity_top_k=k, num_queries=1, use_async=False)
-    for name, retriever in retrievers.items():
+    if embedder is None:
+        return retrievers
+    index = VectorStoreIndex(nodes, embed_model=LlamaEmbedding(embedder, long_texts="truncate"))
+    vector = index.as_retriever(similarity_top_k=k)
+    retrievers["llamaindex vector"] = vector
+    retrievers["llamaindex fusion (rrf)"] = QueryFusionRetriever(
+        [vector, retrievers["llamaindex bm25"]], llm=MockLLM(), mode="reciprocal_rerank",
+        similarity_top_k=k, num_queries=1, use_async=False)
+    subs: dict[int, tuple] = {}
+    for fusion in fusions:
+        if fusion.top_k not in subs:
+            subs[fusion.top_k] = (BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=fusion.top_k),
+                                  index.as_retriever(similarity_top_k=fusion.top_k))
+        sparse, dense = subs[fusion.top_k]
+        retrievers[fusion.name] = QueryFusionRetriever(
+            [sparse, dense], llm=MockLLM(), mode="relative_score", similarity_top_k=k, num_queries=1,
+            use_async=False, retriever_weights=[fusion.bm25_weight, 1.0 - fusion.bm25_weight])
+    return retrievers
+
+
+def _llamaindex_story(story: Story, embedder, metrics: dict[str, Metrics], timing: dict[str, float],
+                      fusions: Sequence[LlamaFusion] = ()) -> None:
+    for name, retriever in _llamaindex_retrievers(story, embedder, fusions).items():
+        if name not in metrics:
+            continue
         for question, relevant in story.questions:
             t = time.perf_counter()
             ranked = [n.node.node_id for n in retriever.retrieve(question)]
             timing[name] += time.perf_counter() - t
             metrics[name].add(ranked, relevant)
+
+
+def _best(table: dict[str, dict], names: Iterable[str], floor: float | None = None) -> str:
+    return max(names, key=lambda n: (floor is None or table[n]["R@1"] >= floor, table[n]["R@3"], table[n]["R@1"]))
 
 
 def tune(stories: list[Story], embedder, weights: Sequence[float] = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8),
@@ -135,7 +190,19 @@ def tune(stories: list[Story], embedder, weights: Sequence[float] = (0.3, 0.4, 0
         for w in weights:
             configs[f"convex w={w} c={c}"] = replace(DEFAULT_FUSION, bm25_weight=w, candidates=c)
     table = evaluate(stories, embedder, configs=configs, llamaindex=False)
-    floor = table["bm25"]["R@1"]
-    best = max((n for n in configs if n != "bm25"),
-               key=lambda n: (table[n]["R@1"] >= floor, table[n]["R@3"], table[n]["R@1"]))
+    best = _best(table, (n for n in configs if n != "bm25"), floor=table["bm25"]["R@1"])
     return configs[best], table
+
+
+def tune_llamaindex_fusion(stories: list[Story], embedder,
+                           weights: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+                           top_ks: Sequence[int] = (5, 20)) -> tuple[LlamaFusion, dict[str, dict]]:
+    """The strongest ``QueryFusionRetriever(mode="relative_score")`` on (train) stories: best R@3, then R@1."""
+    grid = [LlamaFusion(w, k) for k in top_ks for w in weights]
+    metrics = {f.name: Metrics() for f in grid}
+    timing = {f.name: 0.0 for f in grid}
+    for story in stories:
+        _llamaindex_story(story, embedder, metrics, timing, grid)
+    table = {name: {**m.row(), "n": m.n} for name, m in metrics.items()}
+    best = _best(table, table)
+    return next(f for f in grid if f.name == best), table

@@ -26,7 +26,8 @@ from app.library.catalog import Catalog
 from app.library.errors import DuplicateBook, LibraryError
 from app.library.excerpts import ApproxTokenCounter, build_excerpts
 from app.library.importers import ParsedBook, read_book, sha256_bytes
-from app.library.retrieval import DEFAULT_FUSION, FusionConfig, fuse
+from app.library.retrieval import DEFAULT_FUSION, FusionConfig
+from app.library.retrievers import ExcerptCorpus, LibraryRetriever
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]      # (stage, done, total)
@@ -51,13 +52,17 @@ class AddResult:
 
 class Library:
     def __init__(self, root: Path, catalog: Catalog, embedder, dense, *, warning: str = "",
-                 fusion: FusionConfig = DEFAULT_FUSION) -> None:
+                 fusion: FusionConfig = DEFAULT_FUSION, postprocessors: Sequence = (),
+                 pool_factor: int = 3) -> None:
         self.root = root
         self.catalog = catalog
         self.embedder = embedder
         self.dense = dense
+        self.embed_model = dense.embed_model if dense is not None else None
         self.warning = warning
         self.fusion = fusion
+        self.postprocessors = list(postprocessors)     # LlamaIndex node postprocessors of every retriever
+        self.pool_factor = pool_factor
         self.counter = embedder if embedder is not None else ApproxTokenCounter()
         self._load_state()
 
@@ -65,9 +70,17 @@ class Library:
 
     @classmethod
     def open(cls, settings, *, embedder=None, warn: Callable[[str], None] | None = None,
-             on_progress: Progress | None = None, fusion: FusionConfig = DEFAULT_FUSION) -> "Library":
+             on_progress: Progress | None = None, fusion: FusionConfig = DEFAULT_FUSION,
+             postprocessors: Sequence | None = None) -> "Library":
+        """Open (or create) the library in ``settings.data_dir``.
+
+        ``postprocessors``: LlamaIndex node postprocessors applied after fusion; by default
+        the ones the settings name (``retrieval_postprocessors`` / ``retrieval_config``).
+        """
         from app.library.dense import DenseStore, make_client
         from app.library.embedder import load_embedder
+        from app.library.llama_adapter import LlamaEmbedding
+        from app.library.plugins import load_retrieval_plugins
 
         root = Path(settings.data_dir) / "library"
         root.mkdir(parents=True, exist_ok=True)
@@ -76,12 +89,19 @@ class Library:
             embedder, warning = load_embedder(settings.resolved_embed_model_dir)
             if embedder is None:
                 _warn_once(warning, warn)
+        plugins = load_retrieval_plugins(settings)
         dense = None
         if embedder is not None:
-            dense = DenseStore(make_client(root, settings.chroma_url), embedder.name,
-                               shared=bool(settings.chroma_url))
+            embed_model = LlamaEmbedding(embedder, long_texts="whole")
+            store = plugins.make_vector_store()
+            if store is not None:
+                dense = DenseStore.over(store, embedder.name, embed_model=embed_model)
+            else:
+                dense = DenseStore(make_client(root, settings.chroma_url), embedder.name,
+                                   shared=bool(settings.chroma_url), embed_model=embed_model)
         library = cls(root, Catalog(root / "catalog.sqlite3"), embedder, dense, warning=warning,
-                      fusion=fusion)
+                      fusion=fusion, pool_factor=plugins.pool_factor,
+                      postprocessors=plugins.postprocessors if postprocessors is None else postprocessors)
         library.reconcile(on_progress)
         return library
 
@@ -122,10 +142,7 @@ class Library:
 
     def _set_bm25(self, bm25: BM25Index) -> None:
         self.bm25 = bm25
-        books = sorted({e.book_id for e in self._excerpts.values()})
-        self._book_index = {b: n for n, b in enumerate(books)}
-        self._doc_book = np.array([self._book_index[self._excerpts[i].book_id] for i in bm25.ids],
-                                  dtype=np.int32)
+        self.corpus = ExcerptCorpus(dict(self._excerpts), bm25, self.dense, self.embed_model)
 
     def reconcile(self, on_progress: Progress | None = None) -> None:
         """Make Chroma hold exactly the catalog's excerpts (after a crash or a model change)."""
@@ -133,7 +150,7 @@ class Library:
             return
         if self.dense.count() == len(self._excerpts) and not self.dense.shared:
             return
-        stored = self.dense.all_ids()
+        stored = self.dense.all_ids(list(self._excerpts))
         extra = stored - set(self._excerpts)
         if extra and not self.dense.shared:       # a server's other vectors belong to other instances
             self.dense.delete(sorted(extra))
@@ -156,8 +173,22 @@ class Library:
     def get(self, excerpt_id: str) -> Excerpt | None:
         return self._excerpts.get(excerpt_id)
 
-    def retriever(self, fusion: FusionConfig | None = None) -> "LibraryRetriever":
-        return LibraryRetriever(self, fusion or self.fusion)
+    def current(self) -> ExcerptCorpus:
+        """What retrieval reads now (after picking up changes another process made)."""
+        self.refresh()
+        return self.corpus
+
+    def retriever(self, fusion: FusionConfig | None = None, *, postprocessors: Sequence = (),
+                  replace_postprocessors: bool = False) -> LibraryRetriever:
+        """The hybrid retriever (a ``domain.Retriever`` over a LlamaIndex ``BaseRetriever``).
+
+        ``postprocessors`` (LlamaIndex ``BaseNodePostprocessor``s, e.g. an
+        ``ExcerptRerankerPostprocessor``) run after the library's configured ones, or
+        instead of them with ``replace_postprocessors=True``.
+        """
+        chain = list(postprocessors) if replace_postprocessors else [*self.postprocessors, *postprocessors]
+        return LibraryRetriever(self, fusion or self.fusion, postprocessors=chain,
+                                pool_factor=self.pool_factor)
 
     # ------------------------------------------------------------ writing
 
@@ -288,73 +319,3 @@ class Library:
         self._set_bm25(bm25)
         if on_progress:
             on_progress("index", 1, 1)
-
-
-class LibraryRetriever:
-    """Hybrid retriever over the whole library (implements ``domain.Retriever``)."""
-
-    def __init__(self, library: Library, fusion: FusionConfig) -> None:
-        self.library = library
-        self.fusion = fusion
-
-    def get(self, excerpt_id: str) -> Excerpt | None:
-        return self.library.get(excerpt_id)
-
-    def retrieve(self, query: str, *, top_k: int = 5, book_ids: Sequence[str] | None = None) -> list[Excerpt]:
-        lib = self.library
-        lib.refresh()
-        if not query.strip() or not lib.bm25.ids:
-            return []
-        config = self.fusion
-        bm25_all = lib.bm25.scores(query)
-        if book_ids:
-            wanted = [lib._book_index[b] for b in book_ids if b in lib._book_index]
-            if not wanted:
-                return []
-            bm25_all = np.where(np.isin(lib._doc_book, wanted), bm25_all, 0.0)
-        n = config.candidates
-        top = np.argpartition(-bm25_all, min(n, len(bm25_all) - 1))[:n] if len(bm25_all) > n \
-            else np.arange(len(bm25_all))
-        top = sorted((i for i in top if bm25_all[i] > 0), key=lambda i: -bm25_all[i])
-        ids = lib.bm25.ids
-        bm25 = {ids[i]: float(bm25_all[i]) for i in top}
-        bm25_rank = {ids[i]: r for r, i in enumerate(top, start=1)}
-        dense: dict[str, float] | None = None
-        dense_rank: dict[str, int] = {}
-        if lib.dense is not None and config.method != "bm25":
-            qv = lib.embedder.embed_query(query)
-            d_ids, sims = self._dense_query(qv, n, book_ids)
-            dense = {i: float(s) for i, s in zip(d_ids, sims)}
-            dense_rank = {i: r for r, i in enumerate(dense, start=1)}
-            missing = [i for i in bm25 if i not in dense]
-            for i, v in lib.dense.vectors(missing).items():
-                dense[i] = float(v @ qv)
-            for i in dense:
-                if i not in bm25 and i in lib.bm25.position:
-                    bm25[i] = float(bm25_all[lib.bm25.position[i]])
-        ranked = fuse(bm25, dense, bm25_rank=bm25_rank, dense_rank=dense_rank, config=config)
-        return [replace(lib._excerpts[s.id], scores=s.scores) for s in ranked[:top_k]]
-
-    def _dense_query(self, qv: np.ndarray, n: int, book_ids: Sequence[str] | None):
-        """Top-n (ids, cosine) among the wanted books.
-
-        Chroma's metadata filter is slow next to its HNSW search (~8-25 ms vs ~2 ms on the six
-        books), so when the wanted books hold a good share of the library the unfiltered search
-        is over-sampled and filtered here; small shares use Chroma's filter.
-        """
-        lib = self.library
-        if not book_ids:
-            ids, sims = lib.dense.query(qv, n)
-            keep = [k for k, i in enumerate(ids) if i in lib._excerpts]
-            return [ids[k] for k in keep], sims[keep]
-        wanted = {lib._book_index[b] for b in book_ids if b in lib._book_index}
-        share = float(np.isin(lib._doc_book, list(wanted)).mean()) if len(lib._doc_book) else 0.0
-        if share >= 0.25:
-            ids, sims = lib.dense.query(qv, min(int(n / share * 1.5) + 1, len(lib._doc_book)))
-            keep = [k for k, i in enumerate(ids) if i in lib._excerpts
-                    and lib._book_index[lib._excerpts[i].book_id] in wanted][:n]
-            if len(keep) >= min(n, int(share * len(lib._doc_book))) // 2:
-                return [ids[k] for k in keep], sims[keep]
-        ids, sims = lib.dense.query(qv, n, list(book_ids))
-        keep = [k for k, i in enumerate(ids) if i in lib._excerpts]
-        return [ids[k] for k in keep], sims[keep]

@@ -28,7 +28,7 @@ def test_evaluation_table_has_our_methods_and_llamaindex_baselines(embedder):
     assert stories and all(q for s in stories for q in s.questions)
     table = evaluate(stories, embedder)
     assert set(table) == {"bm25", "dense", "hybrid", "rrf (ours, plain)", "llamaindex bm25", "llamaindex vector",
-                          "llamaindex fusion (rrf)"}
+                          "llamaindex fusion (rrf)", "llamaindex fusion (relative_score, w=0.5, k=5)"}
     n = sum(len(s.questions) for s in stories)
     for row in table.values():
         assert row["n"] == n and 0 <= row["R@1"] <= row["R@3"] <= row["R@5"] <= 1 and 0 < row["MRR"] <= 1
