@@ -31,10 +31,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.settings import Settings
 
 
-def open_library(settings: "Settings", *, embedder=None, warn=None, on_progress=None) -> "Library":
+def open_library(settings: "Settings", *, embedder=None, warn=None, on_progress=None,
+                 postprocessors=None) -> "Library":
     from app.library.library import Library
 
-    return Library.open(settings, embedder=embedder, warn=warn, on_progress=on_progress)
+    return Library.open(settings, embedder=embedder, warn=warn, on_progress=on_progress,
+                        postprocessors=postprocessors)
 
 
 def build_section_index(sections: Sequence[tuple[str, str]], language: str, embedder,

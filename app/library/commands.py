@@ -209,15 +209,19 @@ def models_fetch(directory: Optional[Path] = typer.Option(None, "--dir", help="T
 @eval_app.command("retrieval")
 def eval_retrieval(fairytaleqa: Path = typer.Option(..., help="A FairytaleQA split folder (questions/, sections/)."),
                    limit: Optional[int] = typer.Option(None, help="Only the first N stories."),
-                   tune_on: Optional[Path] = typer.Option(None, help="Tune the fusion weight on this split "
+                   tune_on: Optional[Path] = typer.Option(None, help="Tune our fusion weight and the LlamaIndex "
+                                                          "relative-score fusion weights on this split "
                                                           "(e.g. …/train) before evaluating."),
                    tune_limit: int = typer.Option(40, help="Stories of the tuning split to use."),
-                   llamaindex: bool = typer.Option(True, help="Include the LlamaIndex baselines.")) -> None:
-    """R@1/3/5 and MRR for bm25, dense, hybrid and LlamaIndex baselines (same nodes, same embedder)."""
+                   llamaindex: bool = typer.Option(True, help="Include the LlamaIndex baselines."),
+                   json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table as JSON.")) -> None:
+    """R@1/3/5 and MRR of the production retriever (hybrid), its parts, and LlamaIndex's own retrievers."""
+    import json
+
     from rich.table import Table
 
     from app.library import load_default_embedder
-    from app.library.evaluation import OURS, evaluate, load_fairytaleqa, tune
+    from app.library.evaluation import OURS, LlamaFusion, evaluate, load_fairytaleqa, tune, tune_llamaindex_fusion
 
     settings = command_settings()
     embedder, warning = load_default_embedder(settings)
@@ -225,11 +229,21 @@ def eval_retrieval(fairytaleqa: Path = typer.Option(..., help="A FairytaleQA spl
     if warning:
         console.print(f"[yellow]warning:[/] {warning}")
     configs = dict(OURS)
+    fusions = [LlamaFusion()]
+    tuned = {}
     if tune_on is not None and embedder is not None:
-        best, table = tune(load_fairytaleqa(tune_on, limit=tune_limit), embedder)
-        console.print(f"tuned on {tune_on} ({tune_limit} stories): bm25_weight={best.bm25_weight} "
+        train = load_fairytaleqa(tune_on, limit=tune_limit)
+        best, _ = tune(train, embedder)
+        console.print(f"tuned on {tune_on} ({len(train)} stories): bm25_weight={best.bm25_weight} "
                       f"candidates={best.candidates}")
         configs["hybrid"] = best
+        tuned["hybrid"] = {"bm25_weight": best.bm25_weight, "candidates": best.candidates}
+        if llamaindex:
+            li_best, _ = tune_llamaindex_fusion(train, embedder)
+            console.print(f"tuned LlamaIndex relative_score fusion on the same stories: "
+                          f"bm25 weight={li_best.bm25_weight} sub-retriever top_k={li_best.top_k}")
+            fusions = [li_best]
+            tuned["llamaindex relative_score"] = {"bm25_weight": li_best.bm25_weight, "top_k": li_best.top_k}
     stories = load_fairytaleqa(fairytaleqa, limit=limit)
     with _progress() as on_progress:
         done = 0
@@ -239,13 +253,16 @@ def eval_retrieval(fairytaleqa: Path = typer.Option(..., help="A FairytaleQA spl
             done += 1
             on_progress("stories", done, len(stories))
         results = evaluate(stories, embedder, configs=configs if embedder else None,
-                           llamaindex=llamaindex, on_story=step)
+                           llamaindex=llamaindex, fusions=fusions, on_story=step)
     table = Table("method", "R@1", "R@3", "R@5", "MRR", "questions", "ms/query",
                   title=f"FairytaleQA {fairytaleqa.name}: {len(stories)} stories")
     for name, row in results.items():
         table.add_row(name, *(f"{row[k]:.3f}" for k in ("R@1", "R@3", "R@5", "MRR")), str(row["n"]),
                       f"{row['ms/query']:.1f}")
     _console().print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"split": str(fairytaleqa), "stories": len(stories), "tuned": tuned,
+                                        "rows": results}, indent=1))
 
 
 def register(root: typer.Typer) -> None:
