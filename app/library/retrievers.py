@@ -59,6 +59,10 @@ class ExcerptCorpus:
     def current(self) -> "ExcerptCorpus":
         return self
 
+    @property
+    def corpus(self) -> "ExcerptCorpus":
+        return self
+
     def get(self, excerpt_id: str) -> Excerpt | None:
         return self.excerpts.get(excerpt_id)
 
@@ -92,7 +96,7 @@ class BM25sRetriever(BaseRetriever):
 
     def scores(self, query: str, corpus: ExcerptCorpus | None = None) -> np.ndarray:
         """BM25 score of every document (0 outside the wanted books); the last query's are kept."""
-        corpus = corpus or self._source.current()
+        corpus = corpus or self._source.corpus
         last = self._last
         if last is not None and last[0] is corpus and last[1] == query:
             return last[2]
@@ -114,7 +118,7 @@ class BM25sRetriever(BaseRetriever):
         return [(corpus.bm25.ids[i], float(scores[i])) for i in top]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        corpus = self._source.current()
+        corpus = self._source.corpus
         return [NodeWithScore(node=corpus.node(i), score=s) for i, s in self.top(query_bundle.query_str, corpus)]
 
 
@@ -192,7 +196,7 @@ class ConvexFusionRetriever(BaseRetriever):
 
     def pools(self, query_bundle: QueryBundle, corpus: ExcerptCorpus | None = None) -> Pools:
         """Both candidate lists of one query, each candidate with both scores."""
-        corpus = corpus or self._source.current()
+        corpus = corpus or self._source.corpus
         query = query_bundle.query_str
         if not query.strip() or not corpus.bm25.ids:
             return Pools()
@@ -255,15 +259,15 @@ class LibraryRetriever:
         return list(self.source.current().bm25.ids)
 
     def get(self, excerpt_id: str) -> Excerpt | None:
-        return self.source.current().get(excerpt_id)
+        return self.source.corpus.get(excerpt_id)
 
     def retrieve(self, query: str, *, top_k: int = 5, book_ids: Sequence[str] | None = None,
                  config: FusionConfig | None = None) -> list[Excerpt]:
-        corpus = self.source.current()
-        if not query.strip() or not corpus.bm25.ids:
-            return []
+        """Top-k excerpts with their scores; runs (and instruments) the LlamaIndex retriever."""
         retriever = self.llama.configured(top_k=top_k, book_ids=book_ids, config=config)
-        return [node_excerpt(n, corpus.get) for n in retriever.retrieve(query)]
+        nodes = retriever.retrieve(query)          # picks up changes other processes made first
+        lookup = self.source.corpus.get
+        return [node_excerpt(n, lookup) for n in nodes]
 
     def pools(self, query: str, *, book_ids: Sequence[str] | None = None,
               candidates: int | None = None) -> Pools:
