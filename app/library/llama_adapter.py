@@ -19,6 +19,7 @@ book location; the retriever adds the per-candidate scores under
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -38,6 +39,7 @@ class LlamaEmbedding(BaseEmbedding):
     _embedder: Any = PrivateAttr()
     _whole: bool = PrivateAttr()
     _queries: OrderedDict = PrivateAttr()
+    _lock: Any = PrivateAttr()
 
     def __init__(self, embedder, *, long_texts: str = "truncate", **kwargs: Any) -> None:
         if long_texts not in ("whole", "truncate"):
@@ -46,6 +48,7 @@ class LlamaEmbedding(BaseEmbedding):
         self._embedder = embedder
         self._whole = long_texts == "whole"
         self._queries = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def class_name(cls) -> str:
@@ -68,15 +71,17 @@ class LlamaEmbedding(BaseEmbedding):
 
     def query_vector(self, query: str):
         """The query's unit vector as numpy (a few hundred recent queries are remembered)."""
-        vector = self._queries.get(query)
-        if vector is None:
-            vector = (self._embedder.embed_query(query) if self._whole
-                      else self._embedder.embed([self._truncate(query)])[0])
+        with self._lock:
+            vector = self._queries.get(query)
+            if vector is not None:
+                self._queries.move_to_end(query)
+                return vector
+        vector = (self._embedder.embed_query(query) if self._whole
+                  else self._embedder.embed([self._truncate(query)])[0])
+        with self._lock:
             self._queries[query] = vector
             if len(self._queries) > 512:
                 self._queries.popitem(last=False)
-        else:
-            self._queries.move_to_end(query)
         return vector
 
     def _get_query_embedding(self, query: str) -> list[float]:
