@@ -221,7 +221,8 @@ def eval_retrieval(fairytaleqa: Path = typer.Option(..., help="A FairytaleQA spl
     from rich.table import Table
 
     from app.library import load_default_embedder
-    from app.library.evaluation import OURS, LlamaFusion, evaluate, load_fairytaleqa, tune, tune_llamaindex_fusion
+    from app.library.evaluation import (OURS, LlamaFusion, evaluate, load_fairytaleqa, paired_difference, tune,
+                                        tune_llamaindex_fusion)
 
     settings = command_settings()
     embedder, warning = load_default_embedder(settings)
@@ -260,9 +261,21 @@ def eval_retrieval(fairytaleqa: Path = typer.Option(..., help="A FairytaleQA spl
         table.add_row(name, *(f"{row[k]:.3f}" for k in ("R@1", "R@3", "R@5", "MRR")), str(row["n"]),
                       f"{row['ms/query']:.1f}")
     _console().print(table)
+    anchors = [n for n in results if n.startswith("llamaindex")]
+    comparisons = {}
+    if "hybrid" in results and anchors:
+        best = max(anchors, key=lambda n: (results[n]["R@3"], results[n]["R@1"]))
+        comparisons[f"hybrid - {best}, R@3"] = paired_difference(results["hybrid"]["firsts"],
+                                                                  results[best]["firsts"], 3)
+    if "hybrid" in results and "bm25" in results:
+        comparisons["hybrid - bm25, R@1"] = paired_difference(results["hybrid"]["firsts"],
+                                                               results["bm25"]["firsts"], 1)
+    for label, (diff, lo, hi) in comparisons.items():
+        _console().print(f"{label}: {100 * diff:+.1f} points (95% paired bootstrap over questions: "
+                         f"{100 * lo:+.1f} … {100 * hi:+.1f})")
     if json_out is not None:
         json_out.write_text(json.dumps({"split": str(fairytaleqa), "stories": len(stories), "tuned": tuned,
-                                        "rows": results}, indent=1))
+                                        "rows": results, "comparisons": comparisons}))
 
 
 def register(root: typer.Typer) -> None:

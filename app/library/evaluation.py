@@ -39,16 +39,20 @@ class Metrics:
     hits: dict[int, int] = field(default_factory=lambda: {k: 0 for k in KS})
     rr: float = 0.0
     n: int = 0
+    firsts: list[int] = field(default_factory=list)     # per question: rank of the first hit, 0 = none
 
     def add(self, ranked: Sequence[str], relevant: frozenset[str]) -> None:
         self.n += 1
+        first = 0
         for rank, doc in enumerate(ranked[:max(KS)], start=1):
             if doc in relevant:
+                first = rank
                 self.rr += 1 / rank
                 for k in KS:
                     if rank <= k:
                         self.hits[k] += 1
                 break
+        self.firsts.append(first)
 
     def row(self) -> dict[str, float]:
         n = max(self.n, 1)
@@ -129,8 +133,25 @@ def evaluate(stories: Iterable[Story], embedder, *, configs: dict[str, FusionCon
             _llamaindex_story(story, embedder, metrics, timing, fusions)
         if on_story:
             on_story(story.name)
-    return {name: {**m.row(), "n": m.n, "ms/query": 1000 * timing[name] / max(m.n, 1)}
+    return {name: {**m.row(), "n": m.n, "ms/query": 1000 * timing[name] / max(m.n, 1), "firsts": m.firsts}
             for name, m in metrics.items()}
+
+
+def paired_difference(a: Sequence[int], b: Sequence[int], k: int, *, samples: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """R@k of ``a`` minus R@k of ``b`` (per-question first-hit ranks, same questions) and its
+    95 % interval from a paired bootstrap over questions."""
+    import numpy as np
+
+    hit_a = np.array([0 < r <= k for r in a], dtype=np.float64)
+    hit_b = np.array([0 < r <= k for r in b], dtype=np.float64)
+    if len(hit_a) != len(hit_b) or not len(hit_a):
+        raise ValueError("paired_difference needs the same non-empty questions on both sides")
+    diff = hit_a - hit_b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi)
 
 
 def _llamaindex_retrievers(story: Story, embedder, fusions: Sequence[LlamaFusion]) -> dict:

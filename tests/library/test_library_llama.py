@@ -175,3 +175,25 @@ def test_korean_questions_find_korean_passages_with_the_model(lib_settings, embe
     assert hits[0].scores.dense is not None and hits[0].scores.bm25 > 0
     hits = lib.retriever().retrieve("점순이의 키는 언제 자라나?", top_k=3, book_ids=["ko-bombom"])
     assert hits[0].book_id == "ko-bombom" and "키" in hits[0].text
+
+
+def test_retrieval_config_errors_name_the_part(tmp_path):
+    from app.library.errors import LibraryError
+    from app.library.plugins import as_postprocessor, build_part, read_config
+
+    with pytest.raises(LibraryError, match="cannot be imported"):
+        build_part({"class": "llama_index.core.postprocessor.NoSuchReranker"})
+    with pytest.raises(LibraryError, match="neither a LlamaIndex BaseNodePostprocessor"):
+        as_postprocessor(object())
+    assert isinstance(as_postprocessor(Reverse()), ExcerptRerankerPostprocessor)
+    bad = tmp_path / "retrieval.yaml"
+    bad.write_text("postprocessor: []\n")
+    with pytest.raises(LibraryError, match="takes postprocessors:"):
+        read_config(bad)
+
+
+def test_paired_bootstrap_interval_of_a_recall_difference():
+    from app.library.evaluation import paired_difference
+
+    diff, lo, hi = paired_difference([1, 2, 0, 3, 1] * 40, [0, 2, 0, 4, 1] * 40, 3)
+    assert diff == pytest.approx(0.4) and lo < diff < hi and lo > 0
