@@ -59,7 +59,10 @@ def _engine(settings, character, offline: bool, candidates: Optional[int], save:
         from app.review.store import ReviewStore
         upgrade(settings.resolved_database_url)
         sink = ReviewStore(settings.resolved_database_url)
-    return Engine(library.retriever(), backend, sink=sink,
+    from app.evidence import SentenceVectors
+
+    vectors = SentenceVectors(library.embedder) if library.embedder is not None else None
+    return Engine(library.retriever(), backend, sink=sink, vectors=vectors,
                   candidates=candidates or settings.candidates_per_step, top_k=settings.top_k)
 
 

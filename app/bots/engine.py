@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterator, Sequence
 
 from app.bots.backends.base import (AnswerRequest, AnswerText, Backend, BackendError, Delta, Draft,
-                                    Drafts, StepRequest)
+                                    Drafts, StepRequest, step_text)
 from app.bots.backends.extractive import ExtractiveBackend
 from app.bots.grounding import GroundingScorer, candidate_features, validate_citations
+from app.evidence import SentencePool, SentenceVectors
 from app.domain import (Candidate, Character, Excerpt, ExemplarSource, ProcedureStep, Retriever, Step,
                         StepScorer, Turn, TurnSink)
 
@@ -105,7 +106,8 @@ class Engine:
 
     def __init__(self, retriever: Retriever, backend: Backend, sink: TurnSink | None = None,
                  scorer: StepScorer | None = None, exemplars: ExemplarSource | None = None,
-                 candidates: int = 2, top_k: int = 5, fallback: Backend | None = None):
+                 candidates: int = 2, top_k: int = 5, fallback: Backend | None = None,
+                 vectors: SentenceVectors | None = None):
         self.retriever = retriever
         self.backend = backend
         self.sink = sink
@@ -113,14 +115,17 @@ class Engine:
         self.exemplars = exemplars
         self.candidates = max(1, candidates)
         self.top_k = top_k
-        self.fallback = fallback or ExtractiveBackend()
+        self.vectors = vectors
+        self.fallback = fallback or ExtractiveBackend(vectors=vectors)
 
     # ------------------------------------------------------------ one step
 
     def _score(self, question: str, proc: ProcedureStep, index: int, draft: Draft,
-               excerpts: Sequence[Excerpt]) -> Candidate:
+               excerpts: Sequence[Excerpt], evidence: SentencePool) -> Candidate:
         cand = Candidate(text=draft.text.strip(), citations=validate_citations(draft.citations, excerpts))
-        cand.features = candidate_features(cand, excerpts)
+        cand.features = {**candidate_features(cand, excerpts),
+                         **evidence.candidate_features([(c.excerpt_id, c.quote) for c in cand.citations
+                                                        if c.valid])}
         try:
             cand.score = float(self.scorer.score(question=question, step=proc, step_index=index,
                                                  candidate=cand, excerpts=excerpts))
@@ -163,18 +168,21 @@ class Engine:
             except Exception:
                 exemplars = []
         t1 = time.perf_counter()
+        evidence = SentencePool(question, excerpts, step_text=step_text(proc), vectors=self.vectors)
         candidates: list[Candidate] = []
         for attempt in range(2):
             request = StepRequest(character=character, question=question, step=proc, step_index=index,
                                   excerpts=excerpts, earlier=list(earlier), history=list(history),
-                                  n=self.candidates, retry=attempt > 0, exemplars=exemplars)
+                                  n=self.candidates, retry=attempt > 0, exemplars=exemplars,
+                                  evidence=evidence)
             drafts: list[Draft] = []
             for item in self._generate(backend, request, index, started):
                 if isinstance(item, list):
                     drafts = item
                 elif attempt == 0:
                     yield item
-            candidates += [self._score(question, proc, index, d, excerpts) for d in drafts if d.text.strip()]
+            candidates += [self._score(question, proc, index, d, excerpts, evidence)
+                           for d in drafts if d.text.strip()]
             if any(c.grounded for c in candidates) or not excerpts:
                 break
         generation_ms = (time.perf_counter() - t1) * 1000

@@ -115,14 +115,15 @@ def candidate_features(candidate: Candidate, excerpts: Sequence[Excerpt]) -> dic
 
 
 def grounding_score(features: dict[str, float]) -> float:
-    """0..2; every grounded candidate outranks every ungrounded one."""
+    """0..2.6; every grounded candidate outranks every ungrounded one."""
     if not features.get("grounded"):
         return 0.1 * min(features.get("token_overlap", 0.0), 1.0)
     return (1.0
             + 0.35 * features.get("valid_fraction", 0.0)
             + 0.30 * min(features.get("token_overlap", 0.0), 1.0)
             + 0.20 * features.get("best_cited_rank_recip", 0.0)
-            + 0.15 * min(2.0 * features.get("quote_coverage", 0.0), 1.0))
+            + 0.15 * min(2.0 * features.get("quote_coverage", 0.0), 1.0)
+            + 0.60 * features.get("ev_relevance_rank", 0.0))     # how well the quote answers (app.evidence)
 
 
 class GroundingScorer:

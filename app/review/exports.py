@@ -81,8 +81,10 @@ class ExportReport:
 
 
 def iter_turn_records(engine: Engine, *, character: str | None = None, include_machine: bool = False,
-                      batch: int = 200, on_batch: Callable[[int], None] | None = None) -> Iterator[TurnRecord]:
-    """Turns with at least one editor review, oldest first, loaded `batch` turns at a time."""
+                      include_readers: bool = False, batch: int = 200,
+                      on_batch: Callable[[int], None] | None = None) -> Iterator[TurnRecord]:
+    """Turns with at least one editor review (or reader thumb, with ``include_readers``), oldest
+    first, loaded `batch` turns at a time."""
     from sqlalchemy.orm import Session
 
     from app.review.store import review_from_row
@@ -90,6 +92,7 @@ def iter_turn_records(engine: Engine, *, character: str | None = None, include_m
     sources = [ReviewSource.human.value, ReviewSource.inferred.value]
     if include_machine:
         sources.append(ReviewSource.machine.value)
+    kinds = [ReviewKind.editor.value] + ([ReviewKind.reader.value] if include_readers else [])
     cursor: tuple[Any, str] | None = None
     while True:
         # page through all turns by the (created_at, id) index; turns without reviews drop out
@@ -107,7 +110,7 @@ def iter_turn_records(engine: Engine, *, character: str | None = None, include_m
             cursor = (page[-1][4], page[-1][0])
             reviews: dict[str, dict[str, list[Review]]] = defaultdict(lambda: defaultdict(list))
             for row in s.execute(select(*ReviewRow.__table__.c).where(ReviewRow.turn_id.in_([t[0] for t in page]),
-                                                         ReviewRow.kind == ReviewKind.editor.value,
+                                                         ReviewRow.kind.in_(kinds),
                                                          ReviewRow.source.in_(sources))
                                  .order_by(ReviewRow.id)):
                 reviews[row.turn_id][row.step_id].append(review_from_row(row))

@@ -47,8 +47,10 @@ def _fmt(value) -> str:  # noqa: ANN001
 
 # ------------------------------------------------------------------ tune
 def tune(character: str = typer.Argument(..., help="Character id (see `bookbot characters list`)."),
-         activate: bool = typer.Option(True, "--activate/--no-activate",
-                                       help="Make the new snapshot active for new conversations.")) -> None:
+         activate: Optional[bool] = typer.Option(
+             None, "--activate/--no-activate",
+             help="Force the new snapshot active (or never). Default: active only when held-out "
+                  "reviews show it beats the active snapshot (or the untuned bot).")) -> None:
     """Build the character's next tuning snapshot from its reviews (verifier, re-ranker, exemplars)."""
     from app.tuning.snapshots import SnapshotError
     from app.tuning.service import collect_labelled_steps, tune_character
@@ -70,19 +72,29 @@ def tune(character: str = typer.Argument(..., help="Character id (see `bookbot c
             fail(f"no reviewed steps for {character!r}: editors rate steps in the review desk first "
                   f"(or check the id: `bookbot snapshots list` shows tuned characters)")
         with console.status(f"training on {len(items)} labelled steps…"):
+            from app.evidence import SentenceVectors
+            from app.library import load_default_embedder
+
+            embedder, _ = load_default_embedder(settings)
+            vectors = SentenceVectors(embedder) if embedder is not None else None
             result = tune_character(settings, store, character, character=card, make_active=activate,
-                                    items=items)
+                                    items=items, vectors=vectors)
     except (ValueError, SnapshotError) as exc:
         fail(str(exc))
     finally:
         store.close()
     meta = result.meta
     console.print(f"[green]snapshot {meta.id}[/green] from {meta.n_reviews} labelled steps; parts: "
-                  f"{', '.join(meta.parts) or 'none'}" + (" — [bold]active[/bold]" if activate else ""))
+                  f"{', '.join(meta.parts) or 'none'}" + (" — [bold]active[/bold]" if result.activated else
+                                                         " — [bold]not active[/bold]"))
+    if activate is None:
+        console.print(f"activation gate: {result.gate}")
+    elif activate:
+        console.print("activated by --activate (the held-out gate was not consulted)")
     _print_metrics([meta])
     if meta.notes:
         console.print(f"[yellow]notes:[/yellow] {meta.notes}")
-    if activate:
+    if result.activated:
         console.print(f"review queue re-ordered by verifier uncertainty: {result.reprioritized} turns; "
                       f"machine pre-labels: {result.prelabelled}")
     else:
@@ -232,7 +244,10 @@ def eval_fairytaleqa(
                                          "(default: 0,100,300,1000,3000 up to --simulate-reviews)."),
     candidates: int = typer.Option(4, min=1, help="Candidates per step (best-of-N)."),
     noise: float = typer.Option(0.0, min=0.0, max=0.49, help="Label noise of the simulated editor."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="First seed of the simulated reviews."),
+    seeds: int = typer.Option(3, min=1, help="Seeds per tuned point (their mean is reported)."),
+    corrections: float = typer.Option(0.5, min=0.0, max=1.0,
+                                      help="Share of -1 steps the simulated editor also corrects."),
     limit: Optional[int] = typer.Option(None, help="Only the first N report stories (quick runs)."),
     train_stories: int = typer.Option(120, min=1, help="Train stories the review questions are drawn from."),
     dense: bool = typer.Option(True, "--dense/--bm25-only", help="Use the embedding model (cached per text)."),
@@ -251,7 +266,7 @@ def eval_fairytaleqa(
         fail(f"--counts must be comma-separated numbers, got {counts!r}")
     options = EvalOptions(path=path, train=train, split=split, train_split=train_split,
                           max_reviews=simulate_reviews, counts=review_counts, candidates=candidates,
-                          noise=noise, seed=seed, limit=limit, train_stories=train_stories, dense=dense,
+                          noise=noise, seed=seed, seeds=seeds, corrections=corrections, limit=limit, train_stories=train_stories, dense=dense,
                           plot=plot, json_out=json_out, save_snapshot=save_snapshot)
     try:
         run_fairytaleqa(settings, options, console)

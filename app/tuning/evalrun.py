@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app.settings import Settings
-from app.tuning.evaluation import DEFAULT_COUNTS, CurvePoint, Indexes, learning_curve, plot_curve
+from app.tuning.evaluation import DEFAULT_COUNTS, Curve, Indexes, learning_curve, plot_curve
 from app.tuning.fairytaleqa import CHARACTER_ID, CachedEmbedder, load_split, resolve_split
 
 R1_TARGET_POINTS = 5.0
@@ -35,6 +35,8 @@ class EvalOptions:
     candidates: int = 4
     noise: float = 0.0
     seed: int = 0
+    seeds: int = 3
+    corrections: float = 0.5
     limit: int | None = None
     train_stories: int = 120
     dense: bool = True
@@ -78,7 +80,9 @@ def run_fairytaleqa(settings: Settings, options: EvalOptions, console: Console) 
     console.print(f"FairytaleQA: reporting on {val_dir} ({len(val)} stories, {n_val_q} questions); "
                   f"reviews simulated on {len(train)} stories of {train_dir}; "
                   f"retrieval {'hybrid (BM25 + dense)' if embedder else 'BM25 only'}; "
-                  f"curve at {', '.join(map(str, counts))} reviews; best-of-{options.candidates}")
+                  f"curve at {', '.join(map(str, counts))} reviews; best-of-{options.candidates}; "
+                  f"{options.seeds} seed(s); label noise {options.noise}; "
+                  f"{options.corrections:.0%} of -1 steps corrected")
     indexes = Indexes(embedder)
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
@@ -90,24 +94,30 @@ def run_fairytaleqa(settings: Settings, options: EvalOptions, console: Console) 
             progress.update(tasks[phase], completed=done)
 
         try:
-            points, parts = learning_curve(val, train, indexes, counts=counts, candidates=options.candidates,
-                                           noise=options.noise, seed=options.seed, on_progress=on_progress)
+            seeds = [options.seed + k for k in range(options.seeds)]
+            curve, parts = learning_curve(val, train, indexes, counts=counts, candidates=options.candidates,
+                                          noise=options.noise, seeds=seeds, corrections=options.corrections,
+                                          on_progress=on_progress)
         finally:
             if cache is not None:
                 cache.save()
 
-    summary = summarize(points)
-    print_table(console, points, summary, options)
+    summary = summarize(curve)
+    print_table(console, curve, summary, options)
     plot_path = options.plot or settings.data_dir / "eval" / "fairytaleqa_curve.png"
     plot_path.parent.mkdir(parents=True, exist_ok=True)
-    plot_curve(points, plot_path, title=(f"FairytaleQA {val_dir.name}: {n_val_q} questions, "
-                                         f"{'hybrid' if embedder else 'BM25'} retrieval, offline backend, "
-                                         f"best-of-{options.candidates}, label noise {options.noise}"))
+    plot_curve(curve, plot_path, title=(f"FairytaleQA {val_dir.name}: {n_val_q} questions, "
+                                        f"{'hybrid' if embedder else 'BM25'} retrieval, offline backend, "
+                                        f"best-of-{options.candidates}, mean of {options.seeds} seed(s), "
+                                        f"label noise {options.noise}"))
     console.print(f"learning curve: {plot_path}")
     report = {"val": str(val_dir), "train": str(train_dir), "val_stories": len(val), "val_questions": n_val_q,
               "train_stories": len(train), "retrieval": "hybrid" if embedder else "bm25",
               "candidates": options.candidates, "noise": options.noise, "seed": options.seed,
-              "points": [{"reviews": p.reviews, **p.metrics, "tuning": p.tuning} for p in points],
+              "seeds": options.seeds, "corrections": options.corrections,
+              "retriever": curve.retriever,
+              "points": [{"reviews": p.reviews, **p.metrics, "per_seed": p.seeds, "tuning": p.tuning}
+                         for p in curve.points],
               "summary": summary, "seconds": round(time.perf_counter() - started, 1)}
     if options.json_out:
         options.json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +127,7 @@ def run_fairytaleqa(settings: Settings, options: EvalOptions, console: Console) 
         from app.tuning.snapshots import SnapshotMeta, next_version, now_iso, save_artefacts
 
         meta = SnapshotMeta(CHARACTER_ID, next_version(settings, CHARACTER_ID), now_iso(),
-                            n_reviews=points[-1].reviews, metrics={**parts.metrics, "eval": summary},
+                            n_reviews=curve.points[-1].reviews, metrics={**parts.metrics, "eval": summary},
                             notes="; ".join(parts.notes))
         folder = save_artefacts(settings, meta, verifier=parts.verifier, reranker=parts.reranker,
                                 priors=parts.priors, exemplars=parts.exemplars)
@@ -126,31 +136,47 @@ def run_fairytaleqa(settings: Settings, options: EvalOptions, console: Console) 
     return report
 
 
-def summarize(points: list[CurvePoint]) -> dict:
-    base, last = points[0].metrics, points[-1].metrics
-    gain = (last["R@1"] - base["R@1"]) * 100
-    return {"reviews": points[-1].reviews, "R@1_untuned": base["R@1"], "R@1_tuned": last["R@1"],
-            "R@1_gain_points": round(gain, 2), "R@1_target_met": gain >= R1_TARGET_POINTS,
-            "verifier_best_of_n": last["chosen_good"], "first_candidate": last["first_good"],
-            "verifier_beats_first": last["chosen_good"] > last["first_good"]}
+def summarize(curve: Curve) -> dict:
+    base, last = curve.points[0], curve.points[-1]
+    gain, (lo, hi) = curve.gain(last)
+    untuned_gain, (ulo, uhi) = curve.gain(base)
+    rows = {p.reviews: curve.gain(p) for p in curve.points}
+    return {"reviews": last.reviews, "retriever_R@1": curve.retriever["R@1"],
+            "retriever_R@3": curve.retriever["R@3"], "oracle": base.metrics["oracle"],
+            "R@1_untuned": base.metrics["R@1"], "R@1_tuned": last.metrics["R@1"],
+            "R@1_gain_points": round(gain, 2), "R@1_gain_interval": [round(lo, 2), round(hi, 2)],
+            "untuned_gain_points": round(untuned_gain, 2), "untuned_gain_interval": [round(ulo, 2), round(uhi, 2)],
+            "gain_by_reviews": {n: [round(g, 2), round(a, 2), round(b, 2)] for n, (g, (a, b)) in rows.items()},
+            "R@1_target_met": gain >= R1_TARGET_POINTS and lo > 0,
+            "ROUGE-L_untuned": base.metrics["ROUGE-L"], "ROUGE-L_tuned": last.metrics["ROUGE-L"],
+            "verifier_best_of_n": last.metrics["chosen_good"], "first_candidate": last.metrics["first_good"],
+            "verifier_beats_first": last.metrics["chosen_good"] > last.metrics["first_good"]}
 
 
-def print_table(console: Console, points: list[CurvePoint], summary: dict, options: EvalOptions) -> None:
-    table = Table(title="FairytaleQA feedback loop (val)")
-    for col in ("reviews", "R@1", "R@3", "grounded steps", "answer F1",
-                f"best-of-{options.candidates} step good", "first cand. step good", "verifier AUC"):
+def print_table(console: Console, curve: Curve, summary: dict, options: EvalOptions) -> None:
+    table = Table(title=f"FairytaleQA feedback loop ({curve.questions} questions; "
+                        f"tuned rows: mean of {options.seeds} seed(s))")
+    for col in ("row", "R@1", "R@1 vs retriever (95% CI)", "R@3", "ROUGE-L", "token F1",
+                f"best-of-{options.candidates} step good", "first cand. good", "verifier AUC"):
         table.add_column(col, justify="right")
-    for p in points:
+    table.add_row("retriever alone (top hit)", f"{curve.retriever['R@1']:.3f}", "–",
+                  f"{curve.retriever['R@3']:.3f}", "–", "–", "–", "–", "–")
+    table.add_row("candidate oracle (ceiling)", f"{curve.points[0].metrics['oracle']:.3f}", "–", "–",
+                  "–", "–", "–", "–", "–")
+    for p in curve.points:
         m = p.metrics
+        gain, (lo, hi) = curve.gain(p)
         auc = (p.tuning.get("verifier", {}).get("heldout", {}) or {}).get("auc")
-        table.add_row(str(p.reviews), f"{m['R@1']:.3f}", f"{m['R@3']:.3f}", f"{m['grounded']:.3f}",
-                      f"{m['F1']:.3f}", f"{m['chosen_good']:.3f}", f"{m['first_good']:.3f}",
-                      f"{auc:.3f}" if auc is not None else "–")
+        name = "engine, untuned" if p.reviews == 0 else f"engine, {p.reviews} reviews"
+        table.add_row(name, f"{m['R@1']:.3f}", f"{gain:+.1f} ({lo:+.1f}, {hi:+.1f})", f"{m['R@3']:.3f}",
+                      f"{m['ROUGE-L']:.3f}", f"{m['F1']:.3f}", f"{m['chosen_good']:.3f}",
+                      f"{m['first_good']:.3f}", f"{auc:.3f}" if auc is not None else "–")
     console.print(table)
     ok = "[green]met[/green]" if summary["R@1_target_met"] else "[red]not met[/red]"
-    console.print(f"R@1: {summary['R@1_untuned']:.3f} untuned → {summary['R@1_tuned']:.3f} with "
-                  f"{summary['reviews']} reviews ({summary['R@1_gain_points']:+.1f} points; target "
-                  f"+{R1_TARGET_POINTS:.0f}: {ok})")
+    lo, hi = summary["R@1_gain_interval"]
+    console.print(f"R@1: retriever {summary['retriever_R@1']:.3f} → tuned engine {summary['R@1_tuned']:.3f} with "
+                  f"{summary['reviews']} reviews ({summary['R@1_gain_points']:+.1f} points, 95% CI "
+                  f"{lo:+.1f} to {hi:+.1f}; target +{R1_TARGET_POINTS:.0f} with the interval above 0: {ok})")
     ok = "[green]yes[/green]" if summary["verifier_beats_first"] else "[red]no[/red]"
     console.print(f"step cites evidence: verifier best-of-{options.candidates} "
                   f"{summary['verifier_best_of_n']:.3f} vs first candidate {summary['first_candidate']:.3f} "

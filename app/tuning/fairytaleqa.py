@@ -122,25 +122,51 @@ def cited_ids(step: Step) -> list[str]:
 
 
 class SimulatedEditor:
-    """Rates each step of a turn against the gold evidence sections."""
+    """Rates each step of a turn against the gold evidence sections.
 
-    def __init__(self, noise: float = 0.0, seed: int = 0) -> None:
+    With ``corrections`` > 0, that share of the steps it rates -1 also gets a written
+    correction, as an editor who knows the story would write one: the evidence sentence
+    (among the evidence sections the step was given) that best matches the gold answer."""
+
+    def __init__(self, noise: float = 0.0, seed: int = 0, corrections: float = 0.0) -> None:
         if not 0.0 <= noise < 0.5:
             raise ValueError("label noise must be in [0, 0.5)")
+        if not 0.0 <= corrections <= 1.0:
+            raise ValueError("the share of corrected steps must be in [0, 1]")
         self.noise = noise
+        self.corrections = corrections
         self.rng = random.Random(seed)
 
-    def rate(self, step: Step, evidence: frozenset[str]) -> Review:
+    def rate(self, step: Step, evidence: frozenset[str], answers: Sequence[str] = ()) -> Review:
         cited = cited_ids(step)
         good = bool(set(cited) & evidence)
         if self.noise and self.rng.random() < self.noise:
             good = not good
         tags = () if good else ((FaultTag.wrong_excerpt,) if cited else (FaultTag.not_in_book,))
+        correction = ""
+        if not good and self.corrections and self.rng.random() < self.corrections:
+            correction = evidence_sentence(step, evidence, answers)
         return Review(step_id=step.id, reviewer="simulated-editor", kind=ReviewKind.editor,
-                      rating=1 if good else -1, fault_tags=tags)
+                      rating=1 if good else -1, fault_tags=tags, correction=correction)
 
-    def review_turn(self, turn: Turn, evidence: frozenset[str]) -> list[Review]:
-        return [self.rate(step, evidence) for step in turn.steps]
+    def review_turn(self, turn: Turn, evidence: frozenset[str], answers: Sequence[str] = ()) -> list[Review]:
+        return [self.rate(step, evidence, answers) for step in turn.steps]
+
+
+def evidence_sentence(step: Step, evidence: frozenset[str], answers: Sequence[str]) -> str:
+    """The sentence of the step's evidence excerpts that best matches a gold answer ("" if none given)."""
+    from app.analyzer import split_sentences
+    from app.tuning.text import token_f1
+
+    best, best_f1 = "", 0.0
+    for excerpt in step.excerpts:
+        if excerpt.id not in evidence:
+            continue
+        for sentence in split_sentences(excerpt.text):
+            f1 = max((token_f1(sentence, a) for a in answers), default=0.0)
+            if f1 > best_f1:
+                best, best_f1 = sentence, f1
+    return best
 
 
 # ---------------------------------------------------------------- embedding cache

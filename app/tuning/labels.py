@@ -35,6 +35,7 @@ class LabelledStep:
     fault_tags: tuple[FaultTag, ...] = ()
     correction: str = ""
     query: str = ""                   # retrieval query the step used, when known
+    step_text: str = ""               # what the procedure step looks for (search words + instruction)
 
     @property
     def good(self) -> bool:

@@ -36,9 +36,10 @@ def collect_labelled_steps(store, character_id: str,
 
     build_query = None
     if character is not None:
+        from app.bots.backends.base import step_text
         from app.bots.engine import build_query
     items: list[LabelledStep] = []
-    for record in iter_turn_records(store.engine, character=character_id):
+    for record in iter_turn_records(store.engine, character=character_id, include_readers=True):
         turn = store.get_turn(record.turn_id)
         if turn is None:
             continue
@@ -48,7 +49,9 @@ def collect_labelled_steps(store, character_id: str,
         for item in labelled:
             if build_query is not None and item.step.index < len(character.procedure):
                 earlier = [s for s in turn.steps if s.index < item.step.index]
-                item.query = build_query(turn.question, character.procedure[item.step.index], earlier)
+                proc = character.procedure[item.step.index]
+                item.query = build_query(turn.question, proc, earlier)
+                item.step_text = step_text(proc)
         items.extend(labelled)
     return items
 
@@ -113,14 +116,20 @@ class TuneResult:
     reprioritized: int = 0
     prelabelled: int = 0
     notes: list[str] = field(default_factory=list)
+    gate: str = ""                      # the activation gate's reason, when it decided
 
 
 def tune_character(settings: Settings, store, character_id: str, *, character: Character | None = None,
-                   make_active: bool = True, items: Sequence[LabelledStep] | None = None) -> TuneResult:
+                   make_active: bool | None = None, items: Sequence[LabelledStep] | None = None,
+                   vectors=None) -> TuneResult:
+    """Build the next snapshot; ``make_active`` None = activate only when the held-out gate says better."""
     items = list(items) if items is not None else collect_labelled_steps(store, character_id, character)
-    meta = build_snapshot(settings, character_id, items, make_active=make_active, mirror=StoreMirror(store))
-    result = TuneResult(meta, make_active)
-    if make_active:
+    meta = build_snapshot(settings, character_id, items, make_active=make_active,
+                          mirror=StoreMirror(store), vectors=vectors)
+    gate = meta.metrics.get("gate") or {}
+    activated = bool(make_active) or bool(gate.get("activate"))
+    result = TuneResult(meta, activated, gate=gate.get("reason", ""))
+    if activated:
         loaded = load_snapshot(settings, character_id, meta.version)
         scorer = loaded.scorer()
         if scorer is not None:

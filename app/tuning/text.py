@@ -15,7 +15,7 @@ from app.analyzer import terms, words
 from app.analyzer import terms as content_tokens, words as tokens  # the names tuning code reads
 
 __all__ = ["content_tokens", "tokens", "overlap", "bigram_overlap", "idf_table", "idf_for_texts",
-           "weighted_overlap", "cosine", "token_f1"]
+           "weighted_overlap", "cosine", "token_f1", "rouge_l"]
 
 
 def overlap(query_terms: Sequence[str], text_terms: Iterable[str]) -> float:
@@ -83,4 +83,22 @@ def token_f1(prediction: str, gold: str) -> float:
     if same == 0:
         return 0.0
     precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(prediction: str, gold: str) -> float:
+    """ROUGE-L F1 (longest common subsequence of lower-cased word tokens), as FairytaleQA reports it."""
+    p, g = tokens(prediction), tokens(gold)
+    if not p or not g:
+        return 0.0
+    prev = [0] * (len(g) + 1)
+    for a in p:
+        cur = [0]
+        for j, b in enumerate(g, start=1):
+            cur.append(prev[j - 1] + 1 if a == b else max(prev[j], cur[j - 1]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(p), lcs / len(g)
     return 2 * precision * recall / (precision + recall)

@@ -16,117 +16,93 @@ import random
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from app.analyzer import split_sentences
-from app.domain import Candidate, Excerpt, ProcedureStep, ReviewKind, ReviewSource, Review
+from app.analyzer import normalize
+from app.bots.grounding import candidate_features
+from app.domain import Candidate, Citation, Excerpt, ProcedureStep, ReviewKind, ReviewSource, Review
+from app.evidence import Sentence, SentencePool, SentenceVectors
 from app.tuning.labels import LabelledStep
 from app.tuning.linear import LinearModel
-from app.tuning.text import (bigram_overlap, content_tokens, idf_for_texts, overlap, tokens,
-                             weighted_overlap)
+from app.tuning.text import content_tokens, overlap, tokens
 
 MAX_STEP_INDEX = 6
-
-
-def _inv(rank: int | None) -> float:
-    return 1.0 / rank if rank else 0.0
+READER_WEIGHT = 0.5          # a reader's thumb counts half an editor's rating
+GROUNDING_KEYS = ("token_overlap", "quote_coverage", "best_cited_rank_recip", "valid_fraction")
 
 
 def step_features(*, question: str, step_index: int, candidate: Candidate,
                   excerpts: Sequence[Excerpt]) -> dict[str, float]:
-    """Named features of one candidate step; identical at training and answer time."""
+    """Named features of one candidate step; identical at training and answer time.
+
+    Every feature means the same in any book (no excerpt id, no book's words): the
+    ``ev_*`` sentence-evidence features the engine stored (``app.evidence``), a few
+    grounding numbers, the step's place in the procedure and the text's length."""
     f: dict[str, float] = {}
-    for name, value in (candidate.features or {}).items():
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(v):
-            f[f"g_{name}"] = v
-    f[f"step_{min(step_index, MAX_STEP_INDEX)}"] = 1.0
+    stored = candidate.features or {}
+    for name, value in stored.items():
+        if name.startswith("ev_") or name in GROUNDING_KEYS:
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(v):
+                f[name] = v
     cits = candidate.citations or []
     valid = [c for c in cits if c.valid]
-    f["n_citations"] = float(len(cits))
-    f["valid_share"] = len(valid) / len(cits) if cits else 0.0
+    f[f"step_{min(step_index, MAX_STEP_INDEX)}"] = 1.0
     f["grounded"] = 1.0 if valid else 0.0
-    # position by fused score, not list order: a stored step lists its cited excerpts first
-    fused = [e.scores.fused if e.scores else 0.0 for e in excerpts]
-    order = sorted(range(len(excerpts)), key=lambda i: -fused[i])
-    by_id = {excerpts[i].id: (r, excerpts[i]) for r, i in enumerate(order)}
-    max_fused = max((e.scores.fused for e in excerpts if e.scores), default=0.0) or 1.0
-    max_bm25 = max((e.scores.bm25 or 0.0 for e in excerpts if e.scores), default=0.0) or 1.0
-    cited = [by_id[c.excerpt_id] for c in valid if c.excerpt_id in by_id]
-    q_terms = content_tokens(question)
-    text_terms = tokens(candidate.text)
-    f["log_len"] = math.log1p(len(text_terms))
-    f["q_text_overlap"] = overlap(q_terms, text_terms)
-    quote_terms = [t for c in valid for t in tokens(c.quote)]
-    f["quote_coverage"] = min(1.0, len(quote_terms) / len(text_terms)) if text_terms else 0.0
-    f["cited_known"] = 1.0 if cited else 0.0
-    best = {"pos_rr": 0.0, "fused_ratio": 0.0, "dense": 0.0, "dense_rr": 0.0, "bm25_ratio": 0.0,
-            "bm25_rr": 0.0, "q_excerpt_overlap": 0.0, "q_excerpt_bigrams": 0.0}
-    for pos, ex in cited:
-        s = ex.scores
-        ex_terms = tokens(ex.text)
-        vals = {"pos_rr": 1.0 / (pos + 1),
-                "q_excerpt_overlap": overlap(q_terms, ex_terms),
-                "q_excerpt_bigrams": bigram_overlap(tokens(question), ex_terms)}
-        if s is not None:
-            vals.update(fused_ratio=s.fused / max_fused, dense=s.dense or 0.0,
-                        dense_rr=_inv(s.dense_rank), bm25_ratio=(s.bm25 or 0.0) / max_bm25,
-                        bm25_rr=_inv(s.bm25_rank))
-        for k, v in vals.items():
-            best[k] = max(best[k], v)
-    f.update({f"cited_{k}": v for k, v in best.items()})
-    f.update(_relative_features(question, [c.quote for c in valid], [e.id for _, e in cited], excerpts))
-    f.update(_sentence_features(question, [c.quote for c in valid], {c.excerpt_id for c in valid}, excerpts))
+    f["valid_share"] = len(valid) / len(cits) if cits else 0.0
+    f["log_len"] = math.log1p(len(tokens(candidate.text)))
+    f["q_text_overlap"] = overlap(content_tokens(question), content_tokens(candidate.text))
     return f
 
 
-def _sentence_features(question: str, quotes: Sequence[str], cited_ids: set[str],
-                       excerpts: Sequence[Excerpt]) -> dict[str, float]:
-    """How the quote and the cited excerpt's best sentence match the question compared with every
-    sentence of the step's excerpts, i.e. with the sentences its sibling candidates lead with."""
-    out: dict[str, float] = {}
-    sents = [(e.id, tokens(s)) for e in excerpts for s in split_sentences(e.text) if len(s.split()) >= 3]
-    if not sents:
-        return out
-    q_terms = content_tokens(question)
-    idf = idf_for_texts(tuple(" ".join(t) for _, t in sents))
-    default = math.log(len(sents) + 1.0)
-    scores = [weighted_overlap(q_terms, t, idf, default) for _, t in sents]
-    quote = max((weighted_overlap(q_terms, tokens(q), idf, default) for q in quotes), default=0.0)
-    own = max((v for (eid, _), v in zip(sents, scores) if eid in cited_ids), default=0.0)
-    other = max((v for (eid, _), v in zip(sents, scores) if eid not in cited_ids), default=0.0)
-    out["quote_sent_score"] = quote
-    out["quote_sent_rank_rr"] = 1.0 / (1 + sum(1 for v in scores if v > quote)) if quotes else 0.0
-    out["quote_sent_margin"] = quote - max(scores)
-    out["cited_best_sent_margin"] = own - other
-    return out
+def retrieval_order(excerpts: Sequence[Excerpt]) -> list[Excerpt]:
+    """A stored step lists its cited excerpts first; evidence ranks need the retrieval order."""
+    return sorted(excerpts, key=lambda e: -(e.scores.fused if e.scores else 0.0))
 
 
-def _relative_features(question: str, quotes: Sequence[str], cited_ids: Sequence[str],
-                       excerpts: Sequence[Excerpt]) -> dict[str, float]:
-    """How the cited excerpt and quote match the *question* compared with the step's other excerpts."""
-    q_terms = content_tokens(question)
-    texts = [tokens(e.text) for e in excerpts]
-    idf = idf_for_texts(tuple(e.text for e in excerpts))
-    default = math.log(len(excerpts) + 1.0) if excerpts else 1.0
-    pool = [weighted_overlap(q_terms, t, idf, default) for t in texts]
-    cited = [pool[i] for i, e in enumerate(excerpts) if e.id in set(cited_ids)]
-    out = {"q_idf_overlap": 0.0, "q_idf_gap": -1.0, "q_idf_rank_rr": 0.0,
-           "quote_q_idf_overlap": 0.0}
-    if cited:
-        best = max(cited)
-        out["q_idf_overlap"] = best
-        out["q_idf_gap"] = best - max(pool)
-        out["q_idf_rank_rr"] = 1.0 / (1 + sum(1 for v in pool if v > best))
-    quote_terms = [t for q in quotes for t in tokens(q)]
-    out["quote_q_idf_overlap"] = weighted_overlap(q_terms, quote_terms, idf, default)
-    return out
+def labelled_rows(item: LabelledStep, vectors: SentenceVectors | None = None
+                  ) -> list[tuple[dict[str, float], int, float]]:
+    """(features, 0/1 label, weight) rows one review teaches.
+
+    The chosen candidate gets the review's label (a reader's thumb at ``READER_WEIGHT``).  A
+    correction that quotes a sentence of the step's excerpts adds that sentence as a preferred
+    alternative: a positive row built exactly as the engine would have built the candidate."""
+    excerpts = retrieval_order(item.step.excerpts)
+    pool = SentencePool(item.question, excerpts, step_text=item.step_text, vectors=vectors)
+    chosen = item.chosen
+    chosen = Candidate(text=chosen.text, citations=list(chosen.citations), score=chosen.score,
+                       chosen=True, features={**(chosen.features or {}), **pool.candidate_features(
+                           [(c.excerpt_id, c.quote) for c in chosen.citations if c.valid])})
+    weight = READER_WEIGHT if item.kind is ReviewKind.reader else 1.0
+    rows = [(step_features(question=item.question, step_index=item.step.index, candidate=chosen,
+                           excerpts=excerpts), int(item.good), weight)]
+    preferred = correction_sentence(item.correction, pool)
+    if preferred is not None:
+        cand = Candidate(text=item.correction, citations=[Citation(preferred.excerpt.id, preferred.text,
+                                                                  valid=True)], chosen=False)
+        cand.features = {**candidate_features(cand, excerpts),
+                         **pool.candidate_features([(preferred.excerpt.id, preferred.text)])}
+        rows.append((step_features(question=item.question, step_index=item.step.index, candidate=cand,
+                                   excerpts=excerpts), 1, 1.0))
+    return rows
 
 
-def labelled_features(item: LabelledStep) -> dict[str, float]:
-    return step_features(question=item.question, step_index=item.step.index,
-                         candidate=item.chosen, excerpts=item.step.excerpts)
+def correction_sentence(correction: str, pool: SentencePool) -> Sentence | None:
+    """The pool sentence an editor's correction quotes (or mostly repeats), if any."""
+    text = normalize(correction)
+    if len(text) < 8:
+        return None
+    best, best_share = None, 0.0
+    corr_terms = set(content_tokens(correction))
+    for sent in pool.sentences:
+        if normalize(sent.text).strip(" \"'.,;:!?") in text:
+            return sent
+        terms_ = set(content_tokens(sent.text))
+        share = len(terms_ & corr_terms) / len(terms_) if terms_ else 0.0
+        if share > best_share:
+            best, best_share = sent, share
+    return best if best_share >= 0.7 else None
 
 
 # ---------------------------------------------------------------- metrics
@@ -157,6 +133,8 @@ class VerifierReport:
     heldout: dict
     per_step: dict[str, dict]
     weights: dict[str, float] = field(default_factory=dict)
+    heldout_items: list[LabelledStep] = field(default_factory=list, repr=False)   # for the activation gate
+    heldout_probs: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         return {"n_train": self.n_train, "n_heldout": self.n_heldout, "heldout": self.heldout,
@@ -181,26 +159,43 @@ def _split_by_turn(items: Sequence[LabelledStep], heldout_share: float,
     return ([i for i in items if i.turn_id not in held], [i for i in items if i.turn_id in held])
 
 
+def _rows(items: Sequence[LabelledStep], vectors) -> tuple[list[dict], list[int], list[float]]:
+    rows, labels, weights = [], [], []
+    for item in items:
+        for row, label, weight in labelled_rows(item, vectors):
+            rows.append(row)
+            labels.append(label)
+            weights.append(weight)
+    return rows, labels, weights
+
+
 def train_verifier(items: Sequence[LabelledStep], *, heldout_share: float = 0.25, seed: int = 0,
-                   c: float = 0.5) -> tuple[LinearModel, VerifierReport]:
+                   c: float = 0.5, vectors: SentenceVectors | None = None
+                   ) -> tuple[LinearModel, VerifierReport]:
     """Fit on labelled steps; metrics come from a held-out share of turns, the model from all of them."""
     if not items:
         raise ValueError("no labelled steps: review some steps before tuning the verifier")
     train, held = _split_by_turn(items, heldout_share, seed)
     per_step: dict[str, dict] = {}
     heldout: dict = {"n": 0, "accuracy": None, "auc": None, "positive_rate": None}
+    probs: list[float] = []
     if train and held:
-        probe = LinearModel.fit([labelled_features(i) for i in train], [int(i.good) for i in train], c=c)
-        probs = probe.predict_proba([labelled_features(i) for i in held]).tolist()
+        x, y, w = _rows(train, vectors)
+        probe = LinearModel.fit(x, y, c=c, sample_weight=w)
+        feats = [labelled_rows(i, vectors)[0][0] for i in held]
+        probs = probe.predict_proba(feats).tolist()
         labels = [int(i.good) for i in held]
         heldout = agreement(labels, probs)
         names = sorted({(i.step.index, i.step.name) for i in held})
         for index, name in names:
             idx = [k for k, i in enumerate(held) if i.step.index == index]
             per_step[f"{index}:{name}"] = agreement([labels[k] for k in idx], [probs[k] for k in idx])
-    model = LinearModel.fit([labelled_features(i) for i in items], [int(i.good) for i in items], c=c)
+    x, y, w = _rows(items, vectors)
+    model = LinearModel.fit(x, y, c=c, sample_weight=w)
     model.extra["heldout"] = heldout
-    return model, VerifierReport(len(train), len(held), heldout, per_step, model.weights())
+    model.extra["rows"] = {"reviews": len(items), "corrections": len(x) - len(items)}
+    return model, VerifierReport(len(train), len(held), heldout, per_step, model.weights(),
+                                 list(held) if probs else [], probs)
 
 
 # ---------------------------------------------------------------- using it

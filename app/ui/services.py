@@ -27,6 +27,7 @@ class Services:
     store: Any                      # app.review.store.ReviewStore
     backend: Any                    # app.bots.backends.Backend
     _library: Any = None
+    _vectors: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -55,6 +56,14 @@ class Services:
                 self._library = open_library(self.settings, warn=lambda msg: log.warning("%s", msg))
             return self._library
 
+    def sentence_vectors(self):
+        """One sentence-vector cache per process over the library's embedder (None without a model)."""
+        if self._vectors is None and self.library().embedder is not None:
+            from app.evidence import SentenceVectors
+
+            self._vectors = SentenceVectors(self.library().embedder)
+        return self._vectors
+
     def engine_for(self, character_id: str) -> tuple[Any, str | None]:
         """An Engine for one character (its active tuning snapshot applied) and the snapshot id."""
         from app.bots.engine import Engine
@@ -75,7 +84,8 @@ class Services:
             retriever = snap.wrap(retriever)
             exemplars = snap.exemplar_source()
         engine = Engine(retriever, self.backend, sink=self.store, scorer=scorer, exemplars=exemplars,
-                        candidates=self.settings.candidates_per_step, top_k=self.settings.top_k)
+                        candidates=self.settings.candidates_per_step, top_k=self.settings.top_k,
+                        vectors=self.sentence_vectors())
         return engine, snapshot_id
 
 

@@ -38,12 +38,18 @@ def test_deterministic(holmes, retriever):
 
 
 def test_earlier_quotes_are_not_repeated_and_answer_builds_on_steps(holmes, retriever):
+    from app.bots.backends.extractive import conclusion
+
     turn = Engine(retriever, ExtractiveBackend()).answer(holmes, "Afghanistan?")
     quotes = [s.citations[0].quote for s in turn.steps]
     assert len(set(quotes)) == len(quotes)
-    assert turn.answer.startswith("Data: ")
-    for q in quotes[:-1]:
-        assert q in turn.answer
+    cited = [s.citations[0].excerpt_id for s in turn.steps]
+    assert len(set(cited)) == len(cited)                 # no step re-cites a passage another step used
+    # the conclusion is the quote that answers the question best, not the last step's
+    assert conclusion(turn.steps) == "You have been in Afghanistan, I perceive."
+    assert turn.answer.startswith("Data: ")              # the card's template, which lists the other points
+    for q in quotes:
+        assert (q in turn.answer) == (q != conclusion(turn.steps))
 
 
 def test_long_sentences_are_cut_to_a_verbatim_prefix(holmes):
@@ -73,7 +79,7 @@ def test_fake_retriever_respects_books(excerpts):
 
 
 def test_sentence_split_keeps_abbreviations():
-    from app.bots.backends.extractive import split_sentences
+    from app.analyzer import split_sentences
     text = "Mr. Darcy bowed. Mrs. Bennet said nothing to Dr. J. Watson! Then he left.\nA new line"
     assert split_sentences(text) == ["Mr. Darcy bowed.", "Mrs. Bennet said nothing to Dr. J. Watson!",
                                      "Then he left.", "A new line"]

@@ -64,14 +64,40 @@ def test_tuning_moves_the_ranking_toward_the_reviews(data):
     assert roc_auc(labels, tuned_scores) > roc_auc(labels, base_scores) + 0.05
     assert right > 0 and wrong <= right // 2, (right, wrong)
 
-    # the whole curve runs on val with the same reviews; metrics are shares
-    points, last = learning_curve(val, train, indexes, counts=(0, 150), labelled=labelled)
-    assert [p.reviews for p in points] == [0, 150]
-    for p in points:
-        assert p.metrics["questions"] == sum(len(s.questions) for s in val)
-        assert all(0.0 <= p.metrics[k] <= 1.0 for k in ("R@1", "R@3", "grounded", "F1", "chosen_good"))
-        assert p.metrics["R@3"] >= p.metrics["R@1"]
-    assert points[1].metrics["chosen_good"] > points[1].metrics["first_good"]
+    # the whole comparison runs on val with the same reviews; metrics are shares
+    curve, last = learning_curve(val, train, indexes, counts=(0, 150), labelled=labelled)
+    assert [p.reviews for p in curve.points] == [0, 150]
+    assert curve.questions == sum(len(s.questions) for s in val)
+    for p in curve.points:
+        assert all(0.0 <= p.metrics[k] <= 1.0 for k in ("R@1", "R@3", "grounded", "F1", "ROUGE-L",
+                                                         "chosen_good", "oracle"))
+        assert p.metrics["R@3"] >= p.metrics["R@1"] and p.metrics["oracle"] >= p.metrics["chosen_good"]
+    assert 0.0 < curve.retriever["R@1"] <= curve.retriever["R@3"] <= 1.0
+    gain, (lo, hi) = curve.gain(curve.points[1])
+    assert lo <= gain <= hi
+    # direction of the change: the learned verifier picks evidence more often than the first draft
+    assert curve.points[1].metrics["chosen_good"] > curve.points[1].metrics["first_good"]
+
+
+def test_verifier_trained_on_some_stories_never_sees_ids_or_text_of_others(data):
+    train, val = data
+    indexes = Indexes(None)
+    labelled = simulate_reviews(train, indexes, 150, editor=SimulatedEditor(corrections=1.0), candidates=4,
+                                seed=3)
+    assert any(i.correction for i in labelled)              # the editor corrected some -1 steps
+    parts = train_parts(labelled)
+    names = parts.verifier.feature_names
+    assert parts.verifier.extra["rows"]["corrections"] > 0  # corrections became preferred alternatives
+    train_words = {w for s in train for _, text in s.sections for w in text.lower().split()}
+    for name in names:     # a fixed schema of evidence/grounding features: no id, no book's words
+        assert name.split("_")[0] in {"ev", "step", "grounded", "valid", "log", "q", "token", "quote",
+                                      "best"}, name
+        assert "#" not in name and not any(s.name in name for s in train)
+    artefact = json.dumps({"names": names, "extra": parts.verifier.extra})
+    for story in val:
+        assert story.name not in artefact
+        assert not any(text[:40] in artefact for _, text in story.sections)
+    assert not (set(names) & train_words - {"grounded"})
 
 
 def test_tune_from_the_review_store_and_pick_up_the_snapshot(data, settings):
@@ -100,7 +126,7 @@ def test_tune_from_the_review_store_and_pick_up_the_snapshot(data, settings):
         before = {q.turn_id: q.priority for q in store.queue(CHARACTER_ID, limit=200)}
 
         result = tune_character(settings, store, CHARACTER_ID, character=storyteller(train[0].name),
-                                items=items)
+                                items=items, make_active=True)
         assert result.meta.version == "v1" and result.activated
         assert set(result.meta.parts) == {"verifier", "reranker", "exemplars"}
         rows = store.list_snapshots(CHARACTER_ID)
@@ -152,7 +178,7 @@ def test_prelabels_are_machine_reviews_once_the_threshold_is_met(data, settings)
         engine = Engine(indexes.get(story), ExtractiveBackend(), sink=store, candidates=2)
         turns = [engine.answer(storyteller(story.name), qa.question)     # unreviewed, in the queue
                  for qa in story.questions[:8]]
-        result = tune_character(settings, store, CHARACTER_ID, items=labelled)
+        result = tune_character(settings, store, CHARACTER_ID, items=labelled, make_active=True)
         assert result.prelabelled > 0
         stored = [r for t in turns for reviews in store.reviews_for_turn(t.id).values() for r in reviews]
         assert len(stored) == result.prelabelled
@@ -183,10 +209,11 @@ def test_tune_and_activate_on_postgresql(data, settings, pg_url):
             turn = engine.answer(storyteller(story.name), qa.question)
             for review in SimulatedEditor().review_turn(turn, qa.evidence):
                 store.record_review(review, Role.editor)
-        result = tune_character(settings, store, CHARACTER_ID, character=storyteller(story.name))
+        result = tune_character(settings, store, CHARACTER_ID, character=storyteller(story.name),
+                                make_active=True)
         assert result.meta.n_reviews == 36 and result.reprioritized == 12
         assert store.active_snapshot(CHARACTER_ID).id == f"{CHARACTER_ID}@v1"
-        v2 = tune_character(settings, store, CHARACTER_ID).meta
+        v2 = tune_character(settings, store, CHARACTER_ID, make_active=True).meta
         assert store.active_snapshot(CHARACTER_ID).id == v2.id
         assert snap.rollback(settings, CHARACTER_ID, mirror=snap.StoreMirror(store)) == "v1"
         assert store.active_snapshot(CHARACTER_ID).id == f"{CHARACTER_ID}@v1"

@@ -169,8 +169,9 @@ def test_two_stage_reranker_equals_its_stages():
 
 
 def test_verifier_features_ignore_list_order_and_compare_sentences():
-    from app.domain import Excerpt, Location, RetrievalScores
-    from app.tuning.verifier import step_features
+    from app.domain import Excerpt, Location, RetrievalScores, ReviewSource, Step
+    from app.tuning.labels import LabelledStep
+    from app.tuning.verifier import labelled_rows
 
     def ex(i: int, text: str, fused: float) -> Excerpt:
         return Excerpt(id=f"s#{i}", book_id="s", text=text, location=Location("s", 1, "One", i, i),
@@ -180,13 +181,41 @@ def test_verifier_features_ignore_list_order_and_compare_sentences():
             ex(2, "The old miller hid the golden goose under the mill. Nobody saw him do it.", 0.5),
             ex(3, "Rain fell on the village for many days and nights.", 0.2)]
     question = "Where did the miller hide the golden goose?"
-    good = Candidate("x", [Citation("s#2", "The old miller hid the golden goose under the mill.")])
-    bad = Candidate("y", [Citation("s#1", "He found nothing in the forest that day.")])
-    f_good = step_features(question=question, step_index=0, candidate=good, excerpts=pool)
+
+    def features(quote_excerpt: str, quote: str, excerpts) -> dict:
+        cand = Candidate("x", [Citation(quote_excerpt, quote, valid=True)], chosen=True)
+        step = Step(id="st", turn_id="t", index=0, name="Locate", text="x", citations=cand.citations,
+                    excerpts=list(excerpts), candidates=[cand])
+        item = LabelledStep("c", question, step, 1, ReviewSource.human)
+        return labelled_rows(item)[0][0]
+
+    f_good = features("s#2", "The old miller hid the golden goose under the mill.", pool)
     # a stored step lists its cited excerpt first; the features must not change with that order
-    moved = [pool[1], pool[0], pool[2]]
-    assert step_features(question=question, step_index=0, candidate=good, excerpts=moved) == f_good
-    assert f_good["cited_pos_rr"] == 0.5
-    f_bad = step_features(question=question, step_index=0, candidate=bad, excerpts=pool)
-    assert f_good["quote_sent_rank_rr"] == 1.0 and f_good["cited_best_sent_margin"] > 0
-    assert f_bad["quote_sent_margin"] < 0 and f_bad["cited_best_sent_margin"] < 0
+    assert features("s#2", "The old miller hid the golden goose under the mill.",
+                    [pool[1], pool[0], pool[2]]) == f_good
+    assert f_good["ev_excerpt_rank"] == 0.5                  # second in retrieval order
+    f_bad = features("s#1", "He found nothing in the forest that day.", pool)
+    assert f_good["ev_relevance_rank"] == 1.0 and f_good["ev_cov_margin"] == 0.0
+    assert f_bad["ev_relevance_margin"] < 0 and f_bad["ev_cov"] < f_good["ev_cov"]
+    assert not any(k.startswith("s#") or "miller" in k for k in f_good)      # no ids, no words
+
+
+def test_corrections_become_preferred_alternatives():
+    from app.domain import Excerpt, Location, RetrievalScores, ReviewSource, Step
+    from app.tuning.labels import LabelledStep
+    from app.tuning.verifier import labelled_rows
+
+    pool = [Excerpt(id=f"s#{i}", book_id="s", text=t, location=Location("s", 1, "One", i, i),
+                    scores=RetrievalScores(bm25=f, fused=f)) for i, (t, f) in enumerate(
+        [("The king rode out at dawn. He found nothing in the forest that day.", 0.9),
+         ("The old miller hid the golden goose under the mill. Nobody saw him do it.", 0.5)], start=1)]
+    cand = Candidate("x", [Citation("s#1", "He found nothing in the forest that day.", valid=True)], chosen=True)
+    step = Step(id="st", turn_id="t", index=0, name="Locate", text="x", citations=cand.citations,
+                excerpts=pool, candidates=[cand])
+    item = LabelledStep("c", "Where did the miller hide the goose?", step, -1, ReviewSource.human,
+                        correction="The passage is: the old miller hid the golden goose under the mill.")
+    rows = labelled_rows(item)
+    assert [(label, weight) for _, label, weight in rows] == [(0, 1.0), (1, 1.0)]
+    assert rows[1][0]["ev_cov"] > rows[0][0]["ev_cov"]
+    reader = LabelledStep("c", "Where?", step, 1, ReviewSource.human, kind=ReviewKind.reader)
+    assert labelled_rows(reader)[0][1:] == (1, 0.5)          # a reader's thumb counts half

@@ -12,9 +12,12 @@ garbage output) raises ``BackendError``; the engine then falls back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence, runtime_checkable
 
 from app.domain import Character, Citation, Excerpt, Exemplar, ProcedureStep, Step
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.evidence import SentencePool
 
 
 @dataclass
@@ -29,6 +32,12 @@ class StepRequest:
     n: int = 1
     retry: bool = False                      # the first round had no valid citation
     exemplars: Sequence[Exemplar] = ()
+    evidence: "SentencePool | None" = None   # the step's scored sentences (app.evidence), if the engine has them
+
+
+def step_text(step: ProcedureStep) -> str:
+    """What a procedure step looks for, as text to compare sentences with."""
+    return f"{step.search} {step.instruction}".strip()
 
 
 @dataclass

@@ -9,30 +9,29 @@ the card's own template text.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Iterator, Sequence
 
-from app.bots.backends.base import AnswerRequest, AnswerText, Delta, Draft, Drafts, StepRequest
-from app.analyzer import normalize, split_sentences, terms as tokens
+from app.bots.backends.base import AnswerRequest, AnswerText, Delta, Draft, Drafts, StepRequest, step_text
+from app.analyzer import normalize
+from app.evidence import SentencePool, SentenceVectors
 from app.domain import Character, Citation, Excerpt, ProcedureStep
 
 DEFAULT_TEMPLATES = {
     "en": {
         "step": "{step}: in {book} ({chapter}) I find: \u201c{quote}\u201d",
         "point": "\u201c{quote}\u201d ({book}, {chapter})",
-        "answer": "{points}",
+        "answer": "\u201c{conclusion}\u201d ({book}, {chapter}) {points}",
         "no_evidence": "{step}: the book gives me nothing on this.",
     },
     "ko": {
         "step": "{step}: {book}({chapter})에 이렇게 나온다. \u201c{quote}\u201d",
         "point": "\u201c{quote}\u201d",
-        "answer": "{points}",
+        "answer": "\u201c{conclusion}\u201d {points}",
         "no_evidence": "{step}: 책에는 이에 대한 말이 없다.",
     },
 }
 
-MIN_WORDS, MAX_WORDS = 5, 60
+MAX_WORDS = 60
 MAX_POINTS = 3          # quotes the offline answer repeats before its conclusion
 
 
@@ -71,54 +70,46 @@ def _fill(template: str, **values: str) -> str:
 
 
 class ExtractiveBackend:
-    """Offline backend: quotes the best-matching retrieved sentences, in the card's templates."""
+    """Offline backend: quotes the most relevant retrieved sentences, in the card's templates.
+
+    ``vectors`` (a shared ``SentenceVectors`` over the library's embedder) lets sentence choice
+    use meaning as well as words; without it, ranking is by words and retrieval scores only."""
 
     name = "extractive"
     offline = True
     streams = False
     structured_output = False
 
-    def __init__(self, quotes_per_step: int = 1):
+    def __init__(self, quotes_per_step: int = 1, vectors: SentenceVectors | None = None):
         self.quotes_per_step = quotes_per_step
+        self.vectors = vectors
 
     # ------------------------------------------------------------ ranking
 
+    def pool(self, request: StepRequest) -> SentencePool:
+        if request.evidence is not None:
+            return request.evidence
+        return SentencePool(request.question, request.excerpts, step_text=step_text(request.step),
+                            vectors=self.vectors)
+
     def rank_sentences(self, request: StepRequest) -> list[tuple[float, Excerpt, str]]:
-        """Sentences of this step's excerpts, best first: question words (weighted by rarity
-        among the retrieved sentences) count double, the step's search words once, plus a
-        bonus for the excerpt's retrieval rank.  Sentences quoted by earlier steps are skipped."""
+        """Sentences of this step's excerpts, most relevant to the question first (``app.evidence``).
+
+        A sentence an earlier step quoted is never offered again, and a passage an earlier step
+        cited comes after every passage no step has cited yet.  Excerpts of the exemplars (steps
+        editors approved for similar questions) get a small bonus."""
         used = {normalize(c.quote) for s in request.earlier for c in s.citations if c.valid}
-        q_weight: dict[str, float] = {}
-        for tok in tokens(request.question):
-            q_weight[tok] = q_weight.get(tok, 0.0) + 2.0
-        for tok in tokens(request.step.search):
-            q_weight[tok] = q_weight.get(tok, 0.0) + 1.0
+        cited = {c.excerpt_id for s in request.earlier for c in s.citations if c.valid}
         preferred = {eid for ex in request.exemplars for eid in ex.excerpt_ids}
-        pool: list[tuple[int, int, Excerpt, str, set[str]]] = []
-        for rank, excerpt in enumerate(request.excerpts):
-            for pos, sentence in enumerate(split_sentences(excerpt.text)):
-                n_words = len(sentence.split())
-                if n_words < MIN_WORDS and not re.search(r"[\uac00-\ud7a3]", sentence):
-                    continue
-                if normalize(_fit(sentence)) in used:
-                    continue
-                sent_tokens = set(tokens(sentence))
-                if sent_tokens:
-                    pool.append((rank, pos, excerpt, sentence, sent_tokens))
-        df: dict[str, int] = {}
-        for *_, sent_tokens in pool:
-            for tok in sent_tokens & q_weight.keys():
-                df[tok] = df.get(tok, 0) + 1
-        n = len(pool) or 1
-        ranked: list[tuple[float, int, int, Excerpt, str]] = []
-        for rank, pos, excerpt, sentence, sent_tokens in pool:
-            overlap = sum(w * math.log(1.0 + n / df[t]) for t, w in q_weight.items() if t in sent_tokens)
-            score = overlap / math.sqrt(len(sent_tokens)) + 0.6 / (rank + 1)
-            if excerpt.id in preferred:
-                score += 0.3
-            ranked.append((score, rank, pos, excerpt, _fit(sentence)))
-        ranked.sort(key=lambda r: (-r[0], r[1], r[2]))
-        return [(s, e, text) for s, _, _, e, text in ranked]
+        ranked: list[tuple[bool, float, int, int, Excerpt, str]] = []
+        for sent in self.pool(request).sentences:
+            quote = _fit(sent.text)
+            if normalize(quote) in used:
+                continue
+            score = sent.relevance + (0.1 if sent.excerpt.id in preferred else 0.0)
+            ranked.append((sent.excerpt.id in cited, -score, sent.rank, sent.position, sent.excerpt, quote))
+        ranked.sort(key=lambda r: r[:4])
+        return [(-neg, e, text) for _, neg, _, _, e, text in ranked]
 
     def drafts(self, request: StepRequest) -> list[Draft]:
         c = request.character
@@ -170,30 +161,51 @@ class ExtractiveBackend:
         yield AnswerText(text)
 
     def compose_answer(self, character: Character, question: str, steps: Sequence) -> str:
-        points: list[str] = []
-        quotes: list[str] = []
-        books: list[str] = []
-        for step in steps:
-            if not step.grounded:
-                continue
-            by_id = {e.id: e for e in step.excerpts}
-            for cit in step.citations:
-                excerpt = by_id.get(cit.excerpt_id)
-                if not cit.valid or excerpt is None:
-                    continue
-                quotes.append(cit.quote)
-                books.append(excerpt.book_title or excerpt.book_id)
-                points.append(_fill(_template(character, "point"), quote=cit.quote, step=step.name,
-                                    book=excerpt.book_title or excerpt.book_id, chapter=_chapter(excerpt),
-                                    location=excerpt.location.label(), question=question, name=character.name))
-                break
-        if not points:
+        """The best-supported quote is the conclusion; the other steps' quotes lead up to it."""
+        cited = _step_quotes(steps)
+        if not cited:
             return _fill(_template(character, "no_evidence"), step=_no_step(character), question=question,
                          name=character.name)
-        # the last grounded step's quote is the conclusion; the others are the points leading to it
-        return _fill(_template(character, "answer"), points=" ".join(points[:-1][:MAX_POINTS]),
-                     conclusion=quotes[-1],
-                     first_quote=quotes[0], question=question, name=character.name, book=books[0])
+        best = _best_supported(cited)
+        _, conclusion, excerpt = cited[best]
+        points = [_fill(_template(character, "point"), quote=cit.quote, step=step.name,
+                        book=ex.book_title or ex.book_id, chapter=_chapter(ex), location=ex.location.label(),
+                        question=question, name=character.name)
+                  for n, (step, cit, ex) in enumerate(cited) if n != best][:MAX_POINTS]
+        return _fill(_template(character, "answer"), points=" ".join(points), conclusion=conclusion.quote,
+                     first_quote=cited[0][1].quote, question=question, name=character.name,
+                     book=excerpt.book_title or excerpt.book_id, chapter=_chapter(excerpt))
+
+
+def _step_quotes(steps: Sequence) -> list[tuple[object, Citation, Excerpt]]:
+    """(step, first valid citation, its excerpt) of each grounded step, in step order."""
+    out = []
+    for step in steps:
+        if not step.grounded:
+            continue
+        by_id = {e.id: e for e in step.excerpts}
+        cit = next((c for c in step.citations if c.valid and c.excerpt_id in by_id), None)
+        if cit is not None:
+            out.append((step, cit, by_id[cit.excerpt_id]))
+    return out
+
+
+def _support(step) -> float:
+    """How well a step's chosen quote answers the question: its evidence relevance
+    (``app.evidence``), else its score."""
+    chosen = next((c for c in step.candidates if c.chosen), None)
+    features = (chosen.features if chosen is not None else None) or {}
+    return float(features.get("ev_relevance", step.score or 0.0))
+
+
+def conclusion(steps: Sequence) -> str:
+    """The quote an offline answer concludes with (what evaluations compare with gold answers)."""
+    cited = _step_quotes(steps)
+    return cited[_best_supported(cited)][1].quote if cited else ""
+
+
+def _best_supported(cited: Sequence[tuple[object, Citation, Excerpt]]) -> int:
+    return max(range(len(cited)), key=lambda i: (_support(cited[i][0]), -i))
 
 
 def _no_step(character: Character) -> str:
