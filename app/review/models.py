@@ -1,4 +1,4 @@
-"""Bookbot's own tables (SQLAlchemy 2 declarative models): accounts, conversations, turns,
+"""Bookbot's own tables (SQLAlchemy 2 declarative models): accounts, sign-in throttle, conversations, turns,
 steps, candidates, citations, reviews, review history, queue skips and tuning snapshots.
 
 Chainlit's data-layer tables (users, threads, steps, elements, feedbacks) live in
@@ -48,6 +48,18 @@ class Account(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # in every sign-in token; +1 on sign-out, role change, password change ends older tokens
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class SignInThrottle(Base):
+    """Recent failed sign-ins for one key ("account:NAME" or "address:IP") and its block."""
+
+    __tablename__ = "sign_in_throttle"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Conversation(Base):

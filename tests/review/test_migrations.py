@@ -13,7 +13,7 @@ from app.review import chainlit_tables, db
 from app.review.models import metadata
 
 OURS = {"accounts", "conversations", "turns", "turn_steps", "candidates", "citations", "reviews",
-        "review_history", "queue_skips", "tuning_snapshots"}
+        "review_history", "queue_skips", "tuning_snapshots", "sign_in_throttle"}
 CHAINLIT_STEP_COLUMNS = {  # every column chainlit/data/sql_alchemy.py and Step/Message.to_dict use
     "id", "name", "type", "threadId", "parentId", "streaming", "waitForAnswer", "isError", "metadata",
     "tags", "input", "output", "createdAt", "command", "start", "end", "generation", "showInput",
@@ -33,6 +33,10 @@ def test_upgrade_blank_to_head_then_downgrade(blank_url: str) -> None:
         assert {c["name"] for c in insp.get_columns("threads")} == {
             "id", "createdAt", "name", "userId", "userIdentifier", "tags", "metadata"}
         assert {c["name"] for c in insp.get_columns("feedbacks")} == {"id", "forId", "threadId", "value", "comment"}
+        account_cols = {c["name"]: c for c in insp.get_columns("accounts")}
+        assert account_cols["token_version"]["nullable"] is False            # 0004: token versions
+        assert {c["name"] for c in insp.get_columns("sign_in_throttle")} == {
+            "key", "failures", "last_attempt_at", "blocked_until"}
         uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints("reviews")}
         assert ("step_id", "reviewer", "kind") in uniques
         with engine.connect() as conn:  # models and migrations describe the same schema
@@ -87,6 +91,28 @@ def test_stepwise_upgrade_keeps_data(blank_url: str) -> None:
             props = conn.execute(text('SELECT "props" FROM elements WHERE "id" = \'e1\'')).scalar()
         assert isinstance(props, str) and json.loads(props) == {"stepId": "s1"}
         assert db.downgrade(blank_url, "0001") == "0001"
+        assert db.upgrade(blank_url) == db.head()
+    finally:
+        engine.dispose()
+
+
+def test_token_version_added_to_existing_accounts(blank_url: str) -> None:
+    """0004 on a database with accounts: each keeps its row and starts at token version 0."""
+    from sqlalchemy import text
+
+    assert db.upgrade(blank_url, "0003") == "0003"
+    engine = db.make_engine(blank_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO accounts (id, name, password_hash, role, created_at) "
+                              "VALUES ('a1', 'ann', 'scrypt$1$1$1$x$y', 'editor', CURRENT_TIMESTAMP)"))
+        assert db.upgrade(blank_url) == db.head()
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT name, role, token_version FROM accounts")).one()
+        assert tuple(row) == ("ann", "editor", 0)
+        assert db.downgrade(blank_url, "0003") == "0003"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM accounts")).scalar() == "ann"
         assert db.upgrade(blank_url) == db.head()
     finally:
         engine.dispose()

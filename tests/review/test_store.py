@@ -174,7 +174,7 @@ def test_users(store) -> None:  # noqa: ANN001
         from app.review.models import Account
 
         stored = s.scalar(select(Account.password_hash).where(Account.name == "rita"))
-    assert stored.startswith("scrypt$") and "reader password" not in stored
+    assert stored.startswith("$argon2id$") and "reader password" not in stored
 
 
 def test_snapshots(store) -> None:  # noqa: ANN001
