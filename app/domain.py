@@ -137,6 +137,7 @@ class Step:
     grounded: bool = False
     retrieval_ms: float = 0.0
     generation_ms: float = 0.0
+    origin: str = ""             # "model"; "fallback" (offline after the model failed); "offline"
 
 
 @dataclass

@@ -23,6 +23,12 @@ def _console():
     return Console()
 
 
+def _notices():
+    """Warnings go to stderr, so `bookbot ask --json` prints only JSON on stdout."""
+    from rich.console import Console
+    return Console(stderr=True)
+
+
 def _character(settings, character_id: str):
     from app.bots.cards import load_characters
     registry = load_characters(settings)
@@ -32,7 +38,7 @@ def _character(settings, character_id: str):
         fail(f"{exc.args[0]}. Run `bookbot characters list`.")
     for err in registry.errors():
         if err.path.stem == character_id:
-            _console().print(f"[yellow]Card has errors; using its last good version:[/yellow] {err}")
+            _notices().print(f"[yellow]Card has errors; using its last good version:[/yellow] {err}")
     return character
 
 
@@ -51,7 +57,7 @@ def _engine(settings, character, offline: bool, candidates: Optional[int], save:
         fail(f"{character.name}'s books are not in the library: {', '.join(missing)}. "
               "Run `bookbot books sync` (or add them with `bookbot books add FILE`).")
     if missing:
-        _console().print(f"[yellow]Missing books (answers ignore them): {', '.join(missing)}[/yellow]")
+        _notices().print(f"[yellow]Missing books (answers ignore them): {', '.join(missing)}[/yellow]")
     backend = ExtractiveBackend() if offline else make_backend(settings)
     sink = None
     if save:
@@ -62,7 +68,17 @@ def _engine(settings, character, offline: bool, candidates: Optional[int], save:
     from app.evidence import SentenceVectors
 
     vectors = SentenceVectors(library.embedder) if library.embedder is not None else None
-    return Engine(library.retriever(), backend, sink=sink, vectors=vectors,
+    retriever, scorer, exemplars = library.retriever(), None, None
+    try:   # the character's active tuning snapshot: verifier for best-of-N, re-ranker, exemplars
+        from app.tuning.snapshots import active_snapshot
+
+        snap = active_snapshot(settings, character.id)
+    except Exception as exc:  # a broken snapshot must not stop the answer
+        _notices().print(f"Tuning snapshot not used: {exc}", style="yellow", markup=False, highlight=False)
+        snap = None
+    if snap is not None:
+        retriever, scorer, exemplars = snap.wrap(retriever), snap.scorer(), snap.exemplar_source()
+    return Engine(retriever, backend, sink=sink, scorer=scorer, exemplars=exemplars, vectors=vectors,
                   candidates=candidates or settings.candidates_per_step, top_k=settings.top_k)
 
 
@@ -72,7 +88,8 @@ def ask(character_id: str = typer.Argument(..., help="Character id, e.g. sherloc
         candidates: Optional[int] = typer.Option(None, "--candidates", "-n", min=1, max=8,
                                                  help="Candidate steps per step (default: setting)."),
         save: bool = typer.Option(False, "--save", help="Store the turn for review in the database."),
-        as_json: bool = typer.Option(False, "--json", help="Print the finished turn as JSON.")) -> None:
+        as_json: bool = typer.Option(False, "--json", help="Print only the finished turn as JSON on stdout "
+                                                            "(notices go to stderr).")) -> None:
     """Ask a character one question; prints each reasoning step with its citations, then the answer."""
     from app.bots.render import EventPrinter
 
@@ -82,7 +99,14 @@ def ask(character_id: str = typer.Argument(..., help="Character id, e.g. sherloc
     console = _console()
     if as_json:
         from dataclasses import asdict
-        turn = engine.answer(character, question)
+
+        from app.bots.engine import Notice, TurnDone
+        turn = None
+        for event in engine.run(character, question, conversation_id=str(uuid.uuid4())):
+            if isinstance(event, Notice):
+                _notices().print(event.message, style="yellow", markup=False, highlight=False)
+            elif isinstance(event, TurnDone):
+                turn = event.turn
         typer.echo(json.dumps(asdict(turn), default=str, ensure_ascii=False, indent=2))
         return
     printer = EventPrinter(console, character, streams=engine.backend.streams)

@@ -191,6 +191,9 @@ class Engine:
             candidates[0].features = candidate_features(candidates[0], excerpts)
         best = max(candidates, key=lambda c: (c.grounded, c.score))
         best.chosen = True
+        origin = "model" if not backend.offline else ("offline" if self.backend.offline else "fallback")
+        for cand in candidates:     # persisted with the candidate (features is a JSON column)
+            cand.features["from_model"] = float(origin == "model")
         cited = []
         for c in best.citations:
             if c.valid and c.excerpt_id not in cited:
@@ -199,7 +202,7 @@ class Engine:
         yield Step(id=step_id, turn_id=turn_id, index=index, name=proc.name, text=best.text,
                    citations=list(best.citations), excerpts=ordered, candidates=candidates,
                    score=best.score, grounded=best.grounded, retrieval_ms=retrieval_ms,
-                   generation_ms=generation_ms)
+                   generation_ms=generation_ms, origin=origin)
 
     # ------------------------------------------------------------ one turn
 

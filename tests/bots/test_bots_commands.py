@@ -127,3 +127,14 @@ def test_ask_save_stores_turn_for_review(cli, alice_library, tmp_path):
     assert [s.id for s in turn.steps] == [s["id"] for s in printed["steps"]]
     assert sum(len(s.candidates) for s in turn.steps) == sum(len(s["candidates"]) for s in printed["steps"])
     assert all(c.features for s in turn.steps for c in s.candidates)
+
+
+def test_ask_json_prints_only_json_on_stdout(cli, alice_library):
+    card = cli.chars / "alice.yaml"
+    text = card.read_text("utf-8")
+    card.write_text(text.replace("books:\n", "books:\n  - gutenberg-99999\n", 1), "utf-8")
+    out = cli("ask", "alice", "Who is the Cheshire Cat?", "--json", "-n", "1")
+    assert out.exit_code == 0, out.output
+    turn = json.loads(out.stdout)                         # stdout is JSON and nothing else
+    assert "Missing books" in out.stderr and "gutenberg-99999" in out.stderr
+    assert {s["origin"] for s in turn["steps"]} == {"offline"}

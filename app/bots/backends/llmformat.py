@@ -1,19 +1,26 @@
-"""Prompts for LLM backends and a tolerant parser for what models send back.
+"""Prompts and JSON schemas for LLM backends, and a tolerant reader of what models send back.
 
-Owns: the JSON schema of a step (``{"text", "citations": [{"excerpt_id",
-"quote"}]}``), the chat messages for a step and for the answer (excerpts shown
-under short labels E1..Ek), reading a step from JSON, fenced JSON, truncated
-JSON or plain text with ``[E2] "quote"`` markers, and pulling the partial
-``text`` field out of a JSON stream so it can be shown while it arrives.
+Owns: the JSON schema of a step (``{"citations": [{"excerpt_id", "quote"}], "text"}``) in two
+forms -- free (``STEP_SCHEMA``) and *constrained* (``step_schema``): the excerpt id is an enum
+of the labels E1..Ek of the excerpts retrieved for this step and the quote an enum of that
+excerpt's sentences, so a server with grammar or structured-output support cannot return an
+invented citation; the reasoning text stays free.  Also the chat messages for a step (with
+editors' approved or corrected steps as few-shot exemplars) and for the answer, reading a
+step from JSON, fenced JSON, truncated JSON (pydantic's partial JSON parser) or plain text
+with ``[E2] "quote"`` markers, and the partial fields of a JSON stream so a step can be shown
+while it arrives.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Sequence
 
+from pydantic_core import from_json
+
+from app.analyzer import split_sentences
 from app.bots.backends.base import AnswerRequest, Draft, StepRequest
+from app.bots.grounding import quote_in_text
 from app.domain import Citation, Excerpt
 
 # Citations come first: the model picks its quotes before it writes, and a truncated reply
@@ -36,6 +43,52 @@ STEP_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 EXCERPT_CHARS = 900
+QUOTE_CHARS = 240            # a longer sentence is offered as its first words (still verbatim)
+MAX_QUOTES_PER_EXCERPT = 16
+MAX_CITATIONS = 2
+
+
+def quote_choices(excerpt: Excerpt, shown_chars: int = EXCERPT_CHARS) -> list[str]:
+    """The quotes a constrained step may pick from one excerpt: the sentences of the part shown.
+
+    Each is checked with the same matcher validation uses, so every choice is a valid quote."""
+    out: list[str] = []
+    for sentence in split_sentences(excerpt.text[:shown_chars]):
+        quote = " ".join(sentence.split())
+        if len(quote) > QUOTE_CHARS:
+            quote = quote[:QUOTE_CHARS].rsplit(" ", 1)[0]
+        if quote and quote not in out and quote_in_text(quote, excerpt.text):
+            out.append(quote)
+        if len(out) >= MAX_QUOTES_PER_EXCERPT:
+            break
+    return out
+
+
+def step_schema(excerpts: Sequence[Excerpt], constrained: bool = True) -> dict[str, Any]:
+    """The JSON schema sent with a step request.
+
+    Constrained: each citation is one of ``{"excerpt_id": "E<i>", "quote": <a sentence of
+    excerpt i>}`` (``anyOf`` over the excerpts, so id and quote always belong together), and
+    at least one citation is required.  Free (``STEP_SCHEMA``) when not constrained or when
+    no excerpt has a quotable sentence."""
+    if not constrained:
+        return STEP_SCHEMA
+    options = []
+    for label, excerpt in zip(labels_for(excerpts), excerpts):
+        quotes = quote_choices(excerpt)
+        if quotes:
+            options.append({"type": "object",
+                            "properties": {"excerpt_id": {"type": "string", "enum": [label]},
+                                           "quote": {"type": "string", "enum": quotes}},
+                            "required": ["excerpt_id", "quote"], "additionalProperties": False})
+    if not options:
+        return STEP_SCHEMA
+    items = options[0] if len(options) == 1 else {"anyOf": options}
+    return {"type": "object",
+            "properties": {"citations": {"type": "array", "items": items, "minItems": 1,
+                                         "maxItems": MAX_CITATIONS},
+                           "text": {"type": "string"}},
+            "required": ["citations", "text"], "additionalProperties": False}
 
 
 def labels_for(excerpts: Sequence[Excerpt]) -> dict[str, str]:
@@ -62,7 +115,7 @@ def persona(request_character) -> str:
             + ("Write in Korean.\n" if c.language.startswith("ko") else ""))
 
 
-def step_messages(request: StepRequest, structured: bool) -> list[dict[str, str]]:
+def step_messages(request: StepRequest, structured: bool, constrained: bool = False) -> list[dict[str, str]]:
     c = request.character
     labels = labels_for(request.excerpts)
     system = persona(c) + (
@@ -76,6 +129,8 @@ def step_messages(request: StepRequest, structured: bool) -> list[dict[str, str]
     )
     if not structured:
         system += ' Start your reply with { and end it with }.'
+    elif constrained:
+        system += " Each quote is one whole sentence of the excerpt you cite."
 
     lines = [f"Question: {request.question}"]
     if request.history:
@@ -86,8 +141,9 @@ def step_messages(request: StepRequest, structured: bool) -> list[dict[str, str]
         lines += [f"- {s.name}: {s.text}" for s in request.earlier]
     lines.append(f"Now the step \"{request.step.name}\": {request.step.instruction}")
     if request.exemplars:
-        lines.append("Examples of good steps written before:")
-        lines += [f"- {ex.text}" for ex in request.exemplars]
+        lines.append(f"How an editor wants the step \"{request.step.name}\" done (steps approved or "
+                     "corrected for similar questions; follow their approach, not their wording):")
+        lines += [f"- Question: {ex.question}\n  Step: {ex.text}" for ex in request.exemplars]
     lines.append("Excerpts:")
     for label, excerpt in zip(labels, request.excerpts):
         where = f"{excerpt.book_title or excerpt.book_id}, {excerpt.location.label()}"
@@ -119,76 +175,53 @@ def answer_messages(request: AnswerRequest) -> list[dict[str, str]]:
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.S)
 _MARKER = re.compile(r"\[?\b(E\d+)\b\]?[^\"\u201c\[\]]{0,24}?[\"\u201c]([^\"\u201d]{3,})[\"\u201d]")
+_ERROR_AT = re.compile(r"line (\d+) column (\d+)")
+_CITATION_KEYS = ("citations", "evidence", "quotes")
 
 
-def _scan_json(text: str) -> tuple[list[str], bool, list[int]]:
-    """Closers still owed (innermost last), whether a string is open, and the positions of commas outside strings."""
-    stack: list[str] = []
-    in_str = esc = False
-    cut_points: list[int] = []
-    for i, ch in enumerate(text):
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-            continue
-        if ch == '"':
-            in_str = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and stack:
-            stack.pop()
-        elif ch == ",":
-            cut_points.append(i)
-    return stack, in_str, cut_points
-
-
-def _close_json(text: str) -> str | None:
-    """Best effort: close strings/brackets of truncated JSON and parse-check candidates."""
-    stack, in_str, cut_points = _scan_json(text)
-    if not stack and not in_str:
-        return text
-
-    def closers(prefix: str) -> str:
-        owed, open_str, _ = _scan_json(prefix)
-        return ('"' if open_str else "") + "".join(reversed(owed))
-
-    attempts = [text.rstrip().rstrip("\\")] + [text[:p] for p in reversed(cut_points[-12:])]
-    for prefix in attempts:
-        candidate = prefix + closers(prefix)
-        try:
-            json.loads(candidate)
-            return candidate
-        except json.JSONDecodeError:
-            continue
-    return None
-
-
-def _as_json(raw: str) -> Any:
-    body = raw.strip()
+def _json_body(raw: str) -> str | None:
+    """The JSON object in a reply: inside a (possibly unterminated) fence, from its first "{"."""
+    body = (raw or "").strip()
     fence = _FENCE.search(body)
     if fence and "{" in fence.group(1):
         body = fence.group(1)
     start = body.find("{")
-    if start < 0:
+    return body[start:] if start >= 0 else None
+
+
+def _error_offset(body: str, message: str) -> int | None:
+    m = _ERROR_AT.search(message)
+    if not m:
         return None
-    body = body[start:]
-    end = body.rfind("}")
-    for chunk in ([body[:end + 1]] if end > 0 else []) + [body]:
-        try:
-            return json.loads(chunk)
-        except json.JSONDecodeError:
-            pass
-    closed = _close_json(body)
-    if closed is not None:
-        try:
-            return json.loads(closed)
-        except json.JSONDecodeError:
+    line, column = int(m.group(1)), int(m.group(2))
+    lines = body.split("\n")
+    return sum(len(x) + 1 for x in lines[:line - 1]) + column - 1
+
+
+def _loads(body: str, partial: bool | str = "trailing-strings") -> Any:
+    """pydantic's partial JSON parser; a reply broken in the middle is read up to the break."""
+    try:
+        return from_json(body, allow_partial=partial)
+    except ValueError as exc:
+        cut = _error_offset(body, str(exc))
+        if cut is None or cut <= 1 or cut >= len(body):
             return None
-    return None
+        try:
+            return from_json(body[:cut], allow_partial=partial)
+        except ValueError:
+            return None
+
+
+def _as_json(raw: str) -> Any:
+    body = _json_body(raw)
+    return _loads(body) if body is not None else None
+
+
+def _citation_items(data: dict) -> Any:
+    for key in _CITATION_KEYS:
+        if data.get(key):
+            return data[key]
+    return []
 
 
 def _citations_from(items: Any, labels: dict[str, str]) -> list[Citation]:
@@ -212,8 +245,7 @@ def parse_step_output(raw: str, labels: dict[str, str]) -> Draft | None:
     data = _as_json(raw)
     if isinstance(data, dict):
         text = data.get("text") or data.get("step") or data.get("reasoning") or data.get("content") or ""
-        cits = data.get("citations") or data.get("evidence") or data.get("quotes") or []
-        citations = _citations_from(cits, labels)
+        citations = _citations_from(_citation_items(data), labels)
         if isinstance(text, str) and text.strip():
             return Draft(text=text.strip(), citations=citations)
         quotes = [c.quote.strip() for c in citations if c.quote.strip()]
@@ -227,49 +259,29 @@ def parse_step_output(raw: str, labels: dict[str, str]) -> Draft | None:
     return Draft(text=plain, citations=cits)
 
 
-_FIELD = re.compile(r'"(text|quote)"\s*:\s*"')
-
-
-def _decode_partial(buffer: str, i: int) -> tuple[str, bool, int]:
-    """Decode a JSON string body starting at ``i``: (value so far, closed?, index after)."""
-    out: list[str] = []
-    while i < len(buffer):
-        ch = buffer[i]
-        if ch == '"':
-            return "".join(out), True, i + 1
-        if ch == "\\":
-            if i + 1 >= len(buffer):
-                break
-            nxt = buffer[i + 1]
-            if nxt == "u":
-                if i + 6 > len(buffer):
-                    break
-                try:
-                    out.append(chr(int(buffer[i + 2:i + 6], 16)))
-                except ValueError:
-                    pass
-                i += 6
-                continue
-            out.append({"n": "\n", "t": "\t", "r": "", '"': '"', "\\": "\\", "/": "/"}.get(nxt, nxt))
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out), False, len(buffer)
-
-
 def partial_fields(buffer: str) -> list[tuple[str, str, bool]]:
-    """The "quote" and "text" string values in a streamed JSON buffer, in order: (key, value, closed)."""
+    """The "quote" and "text" string values in a streamed JSON buffer, in order: (key, value, closed).
+
+    Read twice by pydantic's partial parser: with the unfinished string kept, and without
+    it; a value the second reading lacks is still open."""
+    body = _json_body(buffer)
+    if body is None:
+        return []
+    loose, strict = _loads(body), _loads(body, partial=True)
+    if not isinstance(loose, dict):
+        return []
+    strict = strict if isinstance(strict, dict) else {}
     out: list[tuple[str, str, bool]] = []
-    pos = 0
-    while True:
-        m = _FIELD.search(buffer, pos)
-        if not m:
-            return out
-        value, closed, pos = _decode_partial(buffer, m.end())
-        out.append((m.group(1), value, closed))
-        if not closed:
-            return out
+    for key, value in loose.items():
+        if key in _CITATION_KEYS and isinstance(value, list):
+            done = strict.get(key) if isinstance(strict.get(key), list) else []
+            for i, item in enumerate(value):
+                if isinstance(item, dict) and isinstance(item.get("quote"), str):
+                    closed = i < len(done) and isinstance(done[i], dict) and "quote" in done[i]
+                    out.append(("quote", item["quote"], closed))
+        elif key == "text" and isinstance(value, str):
+            out.append(("text", value, "text" in strict))
+    return out
 
 
 def partial_text_field(buffer: str) -> str | None:
