@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     # UI
     dev_mode: bool = Field(False, description="Development mode: creates demo users with known passwords.")
     auth_secret: str | None = None
+    allowed_origins: list[str] = Field(
+        default_factory=list, description='Browser origins besides the app\'s own that may call it, JSON: '
+                                          '["https://bookbot.example.org"]; any other origin is refused (403).')
+    token_lifetime_s: int = Field(8 * 3600, description="How long a sign-in lasts (seconds).")
+    sign_in_account_failures: int = Field(5, description="Failed sign-ins for one name before it is paused.")
+    sign_in_address_failures: int = Field(20, description="Failed sign-ins from one address before it is paused.")
+    sign_in_window_s: int = Field(15 * 60, description="Failures older than this (seconds) are forgotten.")
+    sign_in_block_s: int = Field(30, description="First pause (seconds); doubles per further failure, "
+                                                 "at most 15 minutes.")
 
     @property
     def resolved_embed_model_dir(self) -> Path:

@@ -1,6 +1,7 @@
 """What happens when a reader asks, a reviewer clicks, or an old thread is reopened.
 
-Owns: answering a chat message (input checks, language note, streaming the
+Owns: answering a chat message (input normalised and checked by ``inputs``
+before the engine sees it, language note, streaming the
 turn, keeping the conversation history), recording a review sent by the
 StepReview control (role taken from the database, never from the payload; the
 step must be one this session showed; nothing is stored when refused), and
@@ -18,7 +19,7 @@ from typing import Any
 import chainlit as cl
 
 from app.domain import ReviewKind, Role
-from app.ui import present, render
+from app.ui import inputs, present, render
 from app.ui.services import get_services
 
 log = logging.getLogger("bookbot.ui")
@@ -30,10 +31,11 @@ OFFLINE_NOTICE = ("**Offline mode.** No language model is configured, so each st
 
 async def answer(text: str, thread_id: str) -> None:
     services = get_services()
-    problem = present.check_question(text)
-    if problem:
-        await cl.Message(content=problem, author="Bookbot").send()
+    checked = inputs.check_message(text)
+    if checked.problem:
+        await cl.Message(content=checked.problem, author="Bookbot").send()
         return
+    text = checked.text
     character_id = cl.user_session.get("character_id")
     try:
         character = await asyncio.to_thread(services.cards.get, character_id)
@@ -65,6 +67,11 @@ async def record(payload: Any) -> dict[str, Any]:
     if account is None:
         return {"ok": False, "error": "review refused: your account no longer exists"}
     role: Role = account.role          # the database decides, not the session or the payload
+    if isinstance(payload, dict) and isinstance(payload.get("correction"), str):
+        if inputs.lone_surrogate(payload["correction"]) is not None:
+            return {"ok": False, "error": "review refused: the correction contains a broken character "
+                                          "(an unpaired surrogate); retype it"}
+        payload = {**payload, "correction": inputs.normalise(payload["correction"])}
     try:
         request = present.parse_review_payload(payload, role)
     except present.PayloadError as exc:

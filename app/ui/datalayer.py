@@ -3,7 +3,11 @@
 Owns: building Chainlit's data layer on the async twin of
 ``settings.resolved_database_url`` (sqlite+aiosqlite / postgresql+asyncpg), a
 small local storage client (Chainlit's SQLAlchemy layer silently drops every
-element without one), and ``BookbotDataLayer``, which fixes what Chainlit's
+element without one), and ``BookbotDataLayer``, which checks ownership on every thread, step, element
+and feedback read or write (``ownership``: the thread's user must be the
+signed-in user; a refused read shows nothing, a refused write raises
+``AccessDenied`` and stores nothing), keeps refused reader messages only in
+short form and scrubs what it stores (``inputs``), and fixes what Chainlit's
 SQLAlchemy layer gets wrong on our schema: thread tags on SQLite (a Python list
 does not bind; the review area's ``prepare_chainlit_engine`` hook fixes it), JSON columns read back as strings on SQLite (element props,
 step metadata), writes of one step landing out of order (a finished step
@@ -22,6 +26,9 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.data.storage_clients.base import BaseStorageClient
+
+from app.ui import inputs
+from app.ui.ownership import NOT_YOURS, AccessDenied, OwnershipChecks, requester
 
 
 class LocalStorageClient(BaseStorageClient):
@@ -77,7 +84,7 @@ def _json_value(value: Any) -> Any:
 ControlProps = Callable[[str, dict], dict]   # (thread author, stored props) -> props as of now
 
 
-class BookbotDataLayer(SQLAlchemyDataLayer):
+class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
     """``control_props`` (optional) re-derives the review controls' props from the review store
     whenever a thread is read, so a reopened thread shows the reviews as they are now."""
 
@@ -104,12 +111,79 @@ class BookbotDataLayer(SQLAlchemyDataLayer):
         return self._locks.setdefault(thread_id or "", asyncio.Lock())
 
     async def create_step(self, step_dict):  # update_step goes through here too
+        await self.check_thread_write(requester(), step_dict.get("threadId"))
+        step_dict = _stored_step(step_dict)
         async with self._lock(step_dict.get("threadId")):
             return await super().create_step(step_dict)
 
+    async def delete_step(self, step_id: str):
+        await self.check_step_write(requester(), step_id)
+        return await super().delete_step(step_id)
+
     async def create_element(self, element):
+        await self.check_element_write(requester(), getattr(element, "id", None),
+                                       getattr(element, "thread_id", None), getattr(element, "props", None))
+        content = getattr(element, "content", None)
+        if isinstance(content, (str, bytes)) and len(content) > 4 * 65536:
+            raise AccessDenied("element refused: its content is too large", 413)
         async with self._lock(getattr(element, "thread_id", None)):
             return await super().create_element(element)
+
+    async def delete_element(self, element_id: str, thread_id: Optional[str] = None):
+        await self.check_element_delete(requester(), element_id)
+        return await super().delete_element(element_id, thread_id)
+
+    async def get_element(self, thread_id: str, element_id: str):
+        if not await self.check_thread_read(requester(), thread_id):
+            return None
+        return await super().get_element(thread_id, element_id)
+
+    async def upsert_feedback(self, feedback):
+        await self.check_feedback_write(requester(), feedback.forId, feedback.id, feedback.value, feedback.comment)
+        if isinstance(feedback.comment, str):
+            feedback.comment = inputs.scrub(feedback.comment)
+        return await super().upsert_feedback(feedback)
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        await self.check_feedback_delete(requester(), feedback_id)
+        return await super().delete_feedback(feedback_id)
+
+    async def update_thread(self, thread_id: str, name: Optional[str] = None, user_id: Optional[str] = None,
+                            metadata: Optional[Dict] = None, tags: Optional[list] = None):
+        who = requester()
+        await self.check_thread_write(who, thread_id)
+        if user_id is not None and who is not None:
+            owner = await self._one('SELECT "identifier" FROM users WHERE "id" = :id', id=user_id)
+            if owner is None or owner.get("identifier") != who:
+                raise AccessDenied("refused: a conversation can only be given to its own user")
+        return await super().update_thread(thread_id, name=inputs.thread_name(name), user_id=user_id,
+                                           metadata=metadata, tags=tags)
+
+    async def delete_thread(self, thread_id: str):
+        who = requester()
+        if who is not None and not await self.check_thread_read(who, thread_id):
+            raise AccessDenied("refused: that conversation belongs to another user")
+        return await super().delete_thread(thread_id)
+
+    async def get_thread(self, thread_id: str):
+        """Another user's thread comes back as an empty shell whose owner matches nobody, so that
+        Chainlit's own author checks (socket connect, resume, shared view) refuse it."""
+        who = requester()
+        if who is not None and not await self.check_thread_read(who, thread_id):
+            exists, _ = await self.thread_owner(thread_id)
+            if not exists:
+                return None
+            return {"id": thread_id, "createdAt": "", "name": None, "userId": None,
+                    "userIdentifier": NOT_YOURS, "tags": [], "metadata": {}, "steps": [], "elements": []}
+        return await super().get_thread(thread_id)
+
+    async def list_threads(self, pagination, filters):
+        who = requester()
+        if who is not None:
+            user = await self.get_user(who) if who else None
+            if user is None or filters.userId != user.id:
+                raise AccessDenied("refused: you can only list your own conversations")
+        return await super().list_threads(pagination, filters)
 
     async def get_all_user_threads(self, user_id: Optional[str] = None,
                                    thread_id: Optional[str] = None):
@@ -131,3 +205,16 @@ class BookbotDataLayer(SQLAlchemyDataLayer):
                     element["props"] = await asyncio.to_thread(self.control_props, thread["userIdentifier"],
                                                                element["props"])
         return threads
+
+
+def _stored_step(step_dict: dict) -> dict:
+    """A reader's message as the history keeps it (a refused one in short form); text scrubbed."""
+    step = dict(step_dict)
+    if step.get("type") == "user_message":
+        step["output"] = inputs.stored_form(step.get("output"))
+    elif step.get("type") == "run" and step.get("name") == "on_message" and isinstance(step.get("input"), str):
+        step["input"] = inputs.stored_form(step["input"])      # Chainlit's on_message step repeats it
+    for key in ("output", "input", "name"):
+        if isinstance(step.get(key), str) and inputs.lone_surrogate(step[key]) is not None:
+            step[key] = inputs.scrub(step[key])
+    return step

@@ -1,12 +1,16 @@
 """Chainlit entry point: ``chainlit run app/ui/main.py`` (``bookbot serve`` does it for you).
 
-Owns only the Chainlit callbacks and their wiring: password login against the
-review store's accounts, the data layer, one chat profile per character card
+Owns only the Chainlit callbacks and their wiring: the request guard in front of
+Chainlit's server (``guard``: origins, token versions, throttled sign-in answers,
+malformed requests), password sign-in against the review store's accounts
+(throttled per name and address; the token carries the account's token
+version), sign-out ending every token of the account, the data layer, one chat profile per character card
 (plus the editors' review desk), the greeting and the offline notice, message
 checks, and the ``review_step`` / desk action callbacks.  The work itself lives
 in ``render`` (streaming turns), ``actions`` (recording reviews), ``desk``
 (review queue) and ``services`` (engine, store, cards).  Nothing runs at import
-time except registering callbacks with Chainlit.
+time except registering callbacks and the guard with Chainlit (settings are read
+from the environment; no database or model is opened).
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ import asyncio
 from typing import Any, Optional
 
 import chainlit as cl
+from chainlit.server import app as _server_app
 
-from app.ui import actions, desk, present
+from app.settings import Settings
+from app.ui import actions, desk, guard, present
 from app.ui.services import get_services
 
 DESK_PROFILE = desk.DESK_PROFILE
 STARTER = "ask_starter"     # the card's starter questions, as buttons under the greeting
+
+
+guard.install(_server_app, Settings(), account_state=lambda name: get_services().store.account_state(name))
 
 
 @cl.data_layer
@@ -48,15 +57,67 @@ async def _warm_up() -> None:
 
 @cl.password_auth_callback
 async def _login(username: str, password: str) -> Optional[cl.User]:
-    user = await asyncio.to_thread(get_services().store.authenticate, username, password)
-    if user is None:
+    from app.review.accounts import Throttle
+
+    settings = get_services().settings
+    attempt = guard.current_sign_in()
+    throttle = Throttle(account_failures=settings.sign_in_account_failures,
+                        address_failures=settings.sign_in_address_failures,
+                        window_s=settings.sign_in_window_s, block_s=settings.sign_in_block_s)
+    result = await asyncio.to_thread(get_services().store.sign_in, username, password,
+                                     attempt.address if attempt else None, throttle)
+    if result.retry_after_s is not None and attempt is not None:
+        attempt.retry_after_s = result.retry_after_s          # the guard answers 429
+    if result.user is None:
         return None
+    user = result.user
     return cl.User(identifier=user.name, display_name=user.name,
-                   metadata={"role": user.role.value, "account_id": user.id})
+                   metadata={"role": user.role.value, "account_id": user.id,
+                             "token_version": result.token_version})
+
+
+@cl.on_logout
+async def _logout(request: Any, response: Any) -> dict:
+    """Signing out ends every token of the account, not only this browser's cookie."""
+    from chainlit.auth import get_token_from_cookies
+
+    services = get_services()
+    token = get_token_from_cookies(request.cookies)
+    if token:
+        check = await guard.check_token(token, services.settings.token_lifetime_s,
+                                        services.store.account_state, _auth_secret())
+        if check.name:
+            await asyncio.to_thread(services.store.end_sessions, check.name)
+    return {"success": True}
+
+
+def _auth_secret() -> Optional[str]:
+    from chainlit.auth.jwt import get_jwt_secret
+
+    return get_jwt_secret()
+
+
+async def _session_ended() -> bool:
+    """True (and the reader is told) when this chat's sign-in no longer holds (signed out elsewhere,
+    role or password changed, expired): socket.io messages do not pass the HTTP guard."""
+    services = get_services()
+    token = getattr(cl.context.session, "token", None)
+    if not token:
+        return False
+    check = await guard.check_token(token, services.settings.token_lifetime_s,
+                                    services.store.account_state, _auth_secret())
+    if check.problem is None:
+        return False
+    await cl.Message(content=f"Not sent: {check.problem} (reload the page).", author="Bookbot").send()
+    return True
 
 
 def _role_of(user: Optional[cl.User]) -> str:
-    return ((user.metadata if user else None) or {}).get("role", "reader")
+    """The role stored now (a token's metadata may predate a role change)."""
+    if user is None:
+        return "reader"
+    account = get_services().store.get_user(user.identifier)
+    return account.role.value if account is not None else "reader"
 
 
 @cl.set_chat_profiles
@@ -68,7 +129,7 @@ async def _profiles(current_user: Optional[cl.User], language: Optional[str] = N
                        icon=present.icon_url(c.icon))
         for c in characters
     ]
-    if present.can_edit(_role_of(current_user)):
+    if present.can_edit(await asyncio.to_thread(_role_of, current_user)):
         profiles.append(cl.ChatProfile(name=DESK_PROFILE, icon="/public/avatars/review_desk.svg",
                                        markdown_description=desk.DESCRIPTION))
     return profiles
@@ -115,6 +176,8 @@ async def _resume(thread: dict) -> None:
 
 @cl.on_message
 async def _message(message: cl.Message) -> None:
+    if await _session_ended():
+        return
     if cl.user_session.get("chat_profile") == DESK_PROFILE:
         await desk.on_message(message.content)
         return
@@ -123,17 +186,28 @@ async def _message(message: cl.Message) -> None:
 
 @cl.action_callback("review_step")
 async def _review(action: cl.Action) -> dict:
+    if await _session_ended():
+        return {"ok": False, "error": "review refused: " + guard.ENDED}
     return await actions.record(action.payload)
 
 
 @cl.action_callback(desk.ACTION)
 async def _desk(action: cl.Action) -> None:
+    if await _session_ended():
+        return
     await desk.on_action(action.payload)
 
 
 @cl.action_callback(STARTER)
 async def _starter(action: cl.Action) -> None:
-    question = str((action.payload or {}).get("question", ""))
+    if await _session_ended():
+        return
+    payload = action.payload if isinstance(action.payload, dict) else {}
+    question = payload.get("question")
+    if not isinstance(question, str):
+        await cl.Message(content="That starter question could not be read; type your question instead.",
+                         author="Bookbot").send()
+        return
     user = cl.user_session.get("user")
     message = cl.Message(content=question, author=getattr(user, "identifier", "you"), type="user_message")
     await message.send()

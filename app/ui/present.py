@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 from app.domain import Citation, Excerpt, FaultTag, Review, ReviewKind, Role, Step
 
 MAX_QUESTION_CHARS = 4000
-MAX_CORRECTION_CHARS = 4000
+MAX_CORRECTION_CHARS = 8000       # the review store's limit (app.review.models.MAX_CORRECTION_CHARS)
 
 FAULT_LABELS: dict[str, str] = {
     FaultTag.not_in_book.value: "not in the book",
