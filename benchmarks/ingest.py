@@ -146,6 +146,30 @@ def run_ours(books_dir: Path, model_dir: Path, work: Path) -> dict:
     return result
 
 
+def _search_only(model_dir: Path, work: Path, path: str) -> dict:
+    """Open the library ``ours`` built and search it by one path only: its own peak RSS and latency."""
+    from app.library import open_library
+    from app.settings import Settings
+
+    library = open_library(Settings(data_dir=work / "ours", books_dir=work / "manifests", embed_model_dir=model_dir))
+    if path == "previous":
+        search = lambda q: previous_path(library, q)  # noqa: E731
+    else:
+        retriever = library.retriever()
+        queries = library.embed_model._queries
+        search = lambda q: (queries.clear(), retriever.retrieve(q, top_k=5))  # noqa: E731
+    p50, p95 = _latency(search)
+    return {"p50_ms": p50, "p95_ms": p95, "peak_mb": peak_mb()}
+
+
+def run_search_llamaindex(books_dir: Path, model_dir: Path, work: Path) -> dict:
+    return _search_only(model_dir, work, "llamaindex")
+
+
+def run_search_previous(books_dir: Path, model_dir: Path, work: Path) -> dict:
+    return _search_only(model_dir, work, "previous")
+
+
 def run_embedder(books_dir: Path, model_dir: Path, work: Path) -> dict:
     from app.library.excerpts import build_excerpts
     from app.library.importers import read_book
@@ -178,7 +202,7 @@ def run_llamaindex(books_dir: Path, model_dir: Path, work: Path) -> dict:
     client = chromadb.PersistentClient(path=str(work / "llamaindex"), settings=ChromaSettings(anonymized_telemetry=False))
     store = ChromaVectorStore(chroma_collection=client.get_or_create_collection("llamaindex_default"))
     index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store),
-                             embed_model=LlamaEmbedding(embedder))
+                             embed_model=LlamaEmbedding(embedder, query_memo=0))
     ingest = time.perf_counter() - started
     counts = embedder.count_tokens([n.get_content() for n in nodes])
     retriever = index.as_retriever(similarity_top_k=5)
@@ -197,7 +221,8 @@ def run_llamaindex(books_dir: Path, model_dir: Path, work: Path) -> dict:
             "answers_top5": answers, "peak_mb": peak_mb()}
 
 
-MODES = {"ours": run_ours, "embedder": run_embedder, "llamaindex": run_llamaindex}
+MODES = {"ours": run_ours, "embedder": run_embedder, "llamaindex": run_llamaindex,
+         "search_previous": run_search_previous, "search_llamaindex": run_search_llamaindex}
 
 
 def main() -> None:
@@ -206,7 +231,7 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get(
         "BOOKBOT_EMBED_MODEL_DIR", Path.home() / ".cache" / "bookbot" / "models" / "all-MiniLM-L6-v2")))
     parser.add_argument("--mode", choices=sorted(MODES))
-    parser.add_argument("--work", type=Path)
+    parser.add_argument("--work", type=Path, help="with --mode: the run's folder (search modes read its ours/)")
     parser.add_argument("--results", type=Path, help="JSON file: keep each pipeline's numbers there and "
                         "reuse the ones already measured")
     args = parser.parse_args()
@@ -215,7 +240,7 @@ def main() -> None:
         return
     results = json.loads(args.results.read_text()) if args.results and args.results.is_file() else {}
     with tempfile.TemporaryDirectory(prefix="bookbot-bench-") as work:
-        for mode in ("embedder", "ours", "llamaindex"):
+        for mode in ("embedder", "ours", "search_previous", "search_llamaindex", "llamaindex"):
             if mode in results:
                 continue
             print(f"running {mode}…", file=sys.stderr, flush=True)
@@ -242,6 +267,11 @@ def main() -> None:
           f"   (same top 5 for {100 * ours['same_top5_as_previous']:.0f}% of queries)")
     print(f"{'ours BM25 only':<34}{ours['bm25_p50_ms']:>10.1f}{ours['bm25_p95_ms']:>10.1f}")
     print(f"{'LlamaIndex vector retriever':<34}{li['vector_p50_ms']:>10.1f}{li['vector_p95_ms']:>10.1f}")
+    if "search_previous" in results:
+        sp, sl = results["search_previous"], results["search_llamaindex"]
+        print(f"{'search alone, own process':<34}{'p50':>10}{'p95':>10}{'peak MB':>10}")
+        for label, r in (("previous direct path", sp), ("LlamaIndex retriever", sl)):
+            print(f"{label:<34}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r['peak_mb']:>10.0f}")
     print(f"answer passage in top 5: ours {ours['answers_top5']}/{len(QUESTIONS)}, "
           f"LlamaIndex default {li['answers_top5']}/{len(QUESTIONS)}")
 

@@ -90,6 +90,17 @@ def _excerpt_chroma_store(collection):
     return ExcerptChromaVectorStore(chroma_collection=collection)
 
 
+def _keep_nodes():
+    """A LlamaIndex transformation that changes nothing."""
+    from llama_index.core.schema import TransformComponent
+
+    class KeepNodes(TransformComponent):
+        def __call__(self, nodes, **kwargs):
+            return nodes
+
+    return KeepNodes()
+
+
 class DenseStore:
     """The vector store as a LlamaIndex store + ``VectorStoreIndex`` (Chroma by default)."""
 
@@ -131,7 +142,10 @@ class DenseStore:
 
             if self.embed_model is None:
                 raise ValueError("the vector index needs our embedding model (embed_model=LlamaEmbedding(...))")
-            self._index = VectorStoreIndex.from_vector_store(self.vector_store, embed_model=self.embed_model)
+            # transformations given (never used: nodes are written to the store directly), so the index
+            # does not resolve LlamaIndex's default SentenceSplitter + tiktoken (~13 MB) from Settings
+            self._index = VectorStoreIndex.from_vector_store(self.vector_store, embed_model=self.embed_model,
+                                                             transformations=[_keep_nodes()])
         return self._index
 
     def count(self) -> int | None:

@@ -154,8 +154,9 @@ def paired_difference(a: Sequence[int], b: Sequence[int], k: int, *, samples: in
     return float(diff.mean()), float(lo), float(hi)
 
 
-def _llamaindex_retrievers(story: Story, embedder, fusions: Sequence[LlamaFusion]) -> dict:
-    """LlamaIndex's plain retrievers on the story's sections (its usual truncating embedder)."""
+def _llamaindex_retrievers(story: Story, embedder, fusions: Sequence[LlamaFusion], *, query_memo: int = 0) -> dict:
+    """LlamaIndex's plain retrievers on the story's sections (its usual truncating embedder; each
+    retriever embeds the question itself, unless ``query_memo`` lets them share it)."""
     from llama_index.core import VectorStoreIndex
     from llama_index.core.llms import MockLLM
     from llama_index.core.retrievers import QueryFusionRetriever
@@ -169,7 +170,8 @@ def _llamaindex_retrievers(story: Story, embedder, fusions: Sequence[LlamaFusion
     retrievers = {"llamaindex bm25": BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=k)}
     if embedder is None:
         return retrievers
-    index = VectorStoreIndex(nodes, embed_model=LlamaEmbedding(embedder, long_texts="truncate"))
+    index = VectorStoreIndex(nodes, embed_model=LlamaEmbedding(embedder, long_texts="truncate",
+                                                               query_memo=query_memo))
     vector = index.as_retriever(similarity_top_k=k)
     retrievers["llamaindex vector"] = vector
     retrievers["llamaindex fusion (rrf)"] = QueryFusionRetriever(
@@ -188,8 +190,8 @@ def _llamaindex_retrievers(story: Story, embedder, fusions: Sequence[LlamaFusion
 
 
 def _llamaindex_story(story: Story, embedder, metrics: dict[str, Metrics], timing: dict[str, float],
-                      fusions: Sequence[LlamaFusion] = ()) -> None:
-    for name, retriever in _llamaindex_retrievers(story, embedder, fusions).items():
+                      fusions: Sequence[LlamaFusion] = (), *, query_memo: int = 0) -> None:
+    for name, retriever in _llamaindex_retrievers(story, embedder, fusions, query_memo=query_memo).items():
         if name not in metrics:
             continue
         for question, relevant in story.questions:
@@ -223,7 +225,7 @@ def tune_llamaindex_fusion(stories: list[Story], embedder,
     metrics = {f.name: Metrics() for f in grid}
     timing = {f.name: 0.0 for f in grid}
     for story in stories:
-        _llamaindex_story(story, embedder, metrics, timing, grid)
+        _llamaindex_story(story, embedder, metrics, timing, grid, query_memo=512)   # recall only: share embeddings
     table = {name: {**m.row(), "n": m.n} for name, m in metrics.items()}
     best = _best(table, table)
     return next(f for f in grid if f.name == best), table

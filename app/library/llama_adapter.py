@@ -41,12 +41,15 @@ class LlamaEmbedding(BaseEmbedding):
     _queries: OrderedDict = PrivateAttr()
     _lock: Any = PrivateAttr()
 
-    def __init__(self, embedder, *, long_texts: str = "truncate", **kwargs: Any) -> None:
+    _memo: int = PrivateAttr()
+
+    def __init__(self, embedder, *, long_texts: str = "truncate", query_memo: int = 512, **kwargs: Any) -> None:
         if long_texts not in ("whole", "truncate"):
             raise ValueError("long_texts must be 'whole' or 'truncate'")
         super().__init__(model_name=f"onnx:{embedder.name}", embed_batch_size=32, **kwargs)
         self._embedder = embedder
         self._whole = long_texts == "whole"
+        self._memo = max(0, int(query_memo))
         self._queries = OrderedDict()
         self._lock = threading.Lock()
 
@@ -70,7 +73,8 @@ class LlamaEmbedding(BaseEmbedding):
         return self._embedder.embed([self._truncate(t) for t in texts]).tolist()
 
     def query_vector(self, query: str):
-        """The query's unit vector as numpy (a few hundred recent queries are remembered)."""
+        """The query's unit vector as numpy (the last ``query_memo`` queries are remembered: a turn's
+        steps and the evaluation's several rankings of one question embed it once)."""
         with self._lock:
             vector = self._queries.get(query)
             if vector is not None:
@@ -78,10 +82,11 @@ class LlamaEmbedding(BaseEmbedding):
                 return vector
         vector = (self._embedder.embed_query(query) if self._whole
                   else self._embedder.embed([self._truncate(query)])[0])
-        with self._lock:
-            self._queries[query] = vector
-            if len(self._queries) > 512:
-                self._queries.popitem(last=False)
+        if self._memo:
+            with self._lock:
+                self._queries[query] = vector
+                if len(self._queries) > self._memo:
+                    self._queries.popitem(last=False)
         return vector
 
     def _get_query_embedding(self, query: str) -> list[float]:

@@ -1,8 +1,8 @@
 """The library's retriever, built from LlamaIndex parts, and the domain adapter around it.
 
 - ``ExcerptCorpus``: one immutable view of what can be found — excerpts by id,
-  their BM25 index, which book each belongs to, the dense store and a cache
-  of their ``TextNode``s.  The ``Library`` swaps in a new one after each change;
+  their BM25 index, which book each belongs to, and the dense store; nodes are
+  made per search from the excerpts (``llama_adapter.excerpt_node``).  The ``Library`` swaps in a new one after each change;
   ``build_section_index`` makes one over given sections.
 - ``BM25sRetriever`` (``BaseRetriever``): bm25s over ``app.analyzer`` terms, a
   book filter as a mask; every document has a score, so fusion can ask for
@@ -52,7 +52,6 @@ class ExcerptCorpus:
         books = sorted({e.book_id for e in excerpts.values()})
         self.book_index = {b: n for n, b in enumerate(books)}
         self.doc_book = np.array([self.book_index[excerpts[i].book_id] for i in bm25.ids], dtype=np.int32)
-        self._nodes: dict[str, TextNode] = {}
         if dense is not None:
             dense.set_node_source(self.known_node)
 
@@ -67,10 +66,8 @@ class ExcerptCorpus:
         return self.excerpts.get(excerpt_id)
 
     def node(self, excerpt_id: str) -> TextNode:
-        node = self._nodes.get(excerpt_id)
-        if node is None:
-            node = self._nodes[excerpt_id] = excerpt_node(self.excerpts[excerpt_id])
-        return node
+        """A fresh node per search (~8 µs each; a cache of every excerpt's node would cost ~5 MB)."""
+        return excerpt_node(self.excerpts[excerpt_id])
 
     def known_node(self, excerpt_id: str) -> TextNode | None:
         return self.node(excerpt_id) if excerpt_id in self.excerpts else None

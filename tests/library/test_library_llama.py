@@ -68,17 +68,31 @@ def _holmes() -> Character:
                      greeting="Good day.", procedure=steps)
 
 
-def test_the_engine_retrieval_fires_llamaindex_retrieval_events(lib_settings, embedder, sample_book, recorder):
+def test_the_engine_retrieval_fires_llamaindex_retrieval_events(lib_settings, embedder, sample_book, recorder,
+                                                                monkeypatch):
     from app.bots.backends.extractive import ExtractiveBackend
     from app.bots.engine import Engine
+
+    for name in ("_embed_model", "_llm", "_transformations", "_node_parser"):   # other tests' plain baselines
+        monkeypatch.setattr(LlamaSettings, name, None)
 
     lib = open_library(lib_settings, embedder=embedder, postprocessors=[])
     lib.add_file(sample_book)
     retriever = lib.retriever()
     assert isinstance(retriever.llama, BaseRetriever)
-    turn = Engine(retriever, ExtractiveBackend(), candidates=1).answer(_holmes(), QUESTION, conversation_id="c1")
-    searches = len(turn.steps)
-    assert searches == 3 and any(s.excerpts for s in turn.steps)
+    calls: list[str] = []
+
+    class Counting:            # the engine's searches, however many a step makes
+        def retrieve(self, query, **kwargs):
+            calls.append(query)
+            return retriever.retrieve(query, **kwargs)
+
+        def get(self, excerpt_id):
+            return retriever.get(excerpt_id)
+
+    turn = Engine(Counting(), ExtractiveBackend(), candidates=1).answer(_holmes(), QUESTION, conversation_id="c1")
+    searches = len(calls)
+    assert len(turn.steps) == 3 and searches >= 3 and any(s.excerpts for s in turn.steps)
     # one retrieval start and end per search at the top, and the BM25 and vector-index parts inside it
     for part in ("ConvexFusionRetriever", "BM25sRetriever", "VectorIndexRetriever"):
         assert recorder.count("RetrievalStartEvent", part) == searches, part
@@ -86,6 +100,7 @@ def test_the_engine_retrieval_fires_llamaindex_retrieval_events(lib_settings, em
     assert recorder.count("EmbeddingStartEvent", "LlamaEmbedding") == searches    # the query, through our model
     # our embedder everywhere: LlamaIndex's global defaults were never set nor resolved
     assert LlamaSettings._embed_model is None and LlamaSettings._llm is None
+    assert LlamaSettings._transformations is None and LlamaSettings._node_parser is None
 
 
 def test_postprocessors_change_the_ranking_and_get_a_wider_pool(embedder):
