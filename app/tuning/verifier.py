@@ -22,6 +22,7 @@ from app.domain import Candidate, Citation, Excerpt, ProcedureStep, ReviewKind, 
 from app.evidence import Sentence, SentencePool, SentenceVectors
 from app.tuning.labels import LabelledStep
 from app.tuning.linear import LinearModel
+from app.tuning.listwise import CandidateList, fit_listwise
 from app.tuning.text import content_tokens, overlap, tokens
 
 MAX_STEP_INDEX = 6
@@ -61,31 +62,56 @@ def retrieval_order(excerpts: Sequence[Excerpt]) -> list[Excerpt]:
     return sorted(excerpts, key=lambda e: -(e.scores.fused if e.scores else 0.0))
 
 
-def labelled_rows(item: LabelledStep, vectors: SentenceVectors | None = None
-                  ) -> list[tuple[dict[str, float], int, float]]:
-    """(features, 0/1 label, weight) rows one review teaches.
+def _with_evidence(cand: Candidate, pool: SentencePool) -> Candidate:
+    """The candidate with its ``ev_*`` features recomputed on ``pool`` (as the engine computes them)."""
+    return Candidate(text=cand.text, citations=list(cand.citations), score=cand.score, chosen=cand.chosen,
+                     features={**(cand.features or {}), **pool.candidate_features(
+                         [(c.excerpt_id, c.quote) for c in cand.citations if c.valid])})
 
-    The chosen candidate gets the review's label (a reader's thumb at ``READER_WEIGHT``).  A
-    correction that quotes a sentence of the step's excerpts adds that sentence as a preferred
-    alternative: a positive row built exactly as the engine would have built the candidate."""
+
+def review_examples(item: LabelledStep, vectors: SentenceVectors | None = None
+                    ) -> tuple[CandidateList | None, list[tuple[dict[str, float], int, float]]]:
+    """What one review teaches: the step's candidate list with the preferred choice, and the
+    (features, 0/1 label, weight) rows of the reviewed candidates.
+
+    An editor's +1/0 prefers the kept candidate; a -1 with a correction that quotes a sentence
+    of the step's excerpts prefers that sentence (added to the list when no sibling quoted it),
+    and the correction is also a positive row; a -1 alone prefers any sibling over the kept
+    one.  A reader's thumb counts ``READER_WEIGHT``."""
     excerpts = retrieval_order(item.step.excerpts)
     pool = SentencePool(item.question, excerpts, step_text=item.step_text, vectors=vectors)
-    chosen = item.chosen
-    chosen = Candidate(text=chosen.text, citations=list(chosen.citations), score=chosen.score,
-                       chosen=True, features={**(chosen.features or {}), **pool.candidate_features(
-                           [(c.excerpt_id, c.quote) for c in chosen.citations if c.valid])})
     weight = READER_WEIGHT if item.kind is ReviewKind.reader else 1.0
-    rows = [(step_features(question=item.question, step_index=item.step.index, candidate=chosen,
-                           excerpts=excerpts), int(item.good), weight)]
-    preferred = correction_sentence(item.correction, pool)
+    index = item.step.index
+    cands = [_with_evidence(c, pool) for c in item.step.candidates] or [_with_evidence(item.chosen, pool)]
+    chosen = next((k for k, c in enumerate(cands) if c.chosen), 0)
+    rows = [step_features(question=item.question, step_index=index, candidate=c, excerpts=excerpts)
+            for c in cands]
+    examples = [(rows[chosen], int(item.good), weight)]
+    target, exact = [chosen], True
+    preferred = correction_sentence(item.correction, pool) if not item.good else None
     if preferred is not None:
-        cand = Candidate(text=item.correction, citations=[Citation(preferred.excerpt.id, preferred.text,
-                                                                  valid=True)], chosen=False)
-        cand.features = {**candidate_features(cand, excerpts),
-                         **pool.candidate_features([(preferred.excerpt.id, preferred.text)])}
-        rows.append((step_features(question=item.question, step_index=item.step.index, candidate=cand,
-                                   excerpts=excerpts), 1, 1.0))
-    return rows
+        at = next((k for k, c in enumerate(cands) for cit in c.citations
+                   if cit.valid and cit.excerpt_id == preferred.excerpt.id
+                   and normalize(preferred.text).startswith(normalize(cit.quote).rstrip(" .…"))), None)
+        if at is None:
+            cand = Candidate(text=item.correction, citations=[Citation(preferred.excerpt.id, preferred.text,
+                                                                      valid=True)])
+            cand.features = {**candidate_features(cand, excerpts),
+                             **pool.candidate_features([(preferred.excerpt.id, preferred.text)])}
+            rows.append(step_features(question=item.question, step_index=index, candidate=cand,
+                                      excerpts=excerpts))
+            at = len(rows) - 1
+        examples.append((rows[at], 1, 1.0))
+        target = [at]
+    elif not item.good:
+        target, exact = [k for k in range(len(rows)) if k != chosen], False
+    return CandidateList(rows, target, exact, weight), examples
+
+
+def labelled_rows(item: LabelledStep, vectors: SentenceVectors | None = None
+                  ) -> list[tuple[dict[str, float], int, float]]:
+    """(features, 0/1 label, weight) of the candidates a review judged (see `review_examples`)."""
+    return review_examples(item, vectors)[1]
 
 
 def correction_sentence(correction: str, pool: SentencePool) -> Sentence | None:
@@ -159,14 +185,15 @@ def _split_by_turn(items: Sequence[LabelledStep], heldout_share: float,
     return ([i for i in items if i.turn_id not in held], [i for i in items if i.turn_id in held])
 
 
-def _rows(items: Sequence[LabelledStep], vectors) -> tuple[list[dict], list[int], list[float]]:
-    rows, labels, weights = [], [], []
+def fit_verifier(items: Sequence[LabelledStep], vectors, *, l2: float) -> LinearModel:
+    lists, rows = [], []
     for item in items:
-        for row, label, weight in labelled_rows(item, vectors):
-            rows.append(row)
-            labels.append(label)
-            weights.append(weight)
-    return rows, labels, weights
+        candidate_list, examples = review_examples(item, vectors)
+        lists.append(candidate_list)
+        rows += examples
+    model = fit_listwise(lists, rows, l2=l2)
+    model.extra["rows"] = {"reviews": len(items), "corrections": len(rows) - len(items)}
+    return model
 
 
 def train_verifier(items: Sequence[LabelledStep], *, heldout_share: float = 0.25, seed: int = 0,
@@ -180,8 +207,7 @@ def train_verifier(items: Sequence[LabelledStep], *, heldout_share: float = 0.25
     heldout: dict = {"n": 0, "accuracy": None, "auc": None, "positive_rate": None}
     probs: list[float] = []
     if train and held:
-        x, y, w = _rows(train, vectors)
-        probe = LinearModel.fit(x, y, c=c, sample_weight=w)
+        probe = fit_verifier(train, vectors, l2=1.0 / c)
         feats = [labelled_rows(i, vectors)[0][0] for i in held]
         probs = probe.predict_proba(feats).tolist()
         labels = [int(i.good) for i in held]
@@ -190,10 +216,8 @@ def train_verifier(items: Sequence[LabelledStep], *, heldout_share: float = 0.25
         for index, name in names:
             idx = [k for k, i in enumerate(held) if i.step.index == index]
             per_step[f"{index}:{name}"] = agreement([labels[k] for k in idx], [probs[k] for k in idx])
-    x, y, w = _rows(items, vectors)
-    model = LinearModel.fit(x, y, c=c, sample_weight=w)
+    model = fit_verifier(items, vectors, l2=1.0 / c)
     model.extra["heldout"] = heldout
-    model.extra["rows"] = {"reviews": len(items), "corrections": len(x) - len(items)}
     return model, VerifierReport(len(train), len(held), heldout, per_step, model.weights(),
                                  list(held) if probs else [], probs)
 

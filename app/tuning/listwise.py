@@ -1,0 +1,84 @@
+"""Listwise training of the step verifier: learn to pick the good candidate among a step's candidates.
+
+A review says something about a *choice*: the engine kept one of N candidates.  An
+editor's +1 (or 0) says the kept one was right; a -1 with a correction that quotes one
+of the step's sentences says which one should have been kept; a -1 alone says "any
+but this one".  A conditional-logit model (softmax over the step's candidates, L2
+regularised, fitted with L-BFGS) learns weights that pick what the reviews preferred,
+in the situation the engine is in at answer time — choosing among siblings — rather
+than from kept candidates alone, which are nearly all the untuned scorer's favourite.
+The same weights (plus an intercept) also fit the reviewed candidates' labels, so the
+score reads as P(good) for the review queue; the result is an ordinary `LinearModel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from app.tuning.linear import LinearModel
+
+
+@dataclass
+class CandidateList:
+    rows: list[dict[str, float]]        # features of each candidate of one step
+    target: list[int]                   # indices of the preferred candidate(s)
+    exact: bool                         # True: one preferred candidate; False: any of the set
+    weight: float = 1.0
+
+
+def _matrix(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> np.ndarray:
+    return np.array([[float(r.get(n, 0.0)) for n in names] for r in rows], dtype=np.float64)
+
+
+def fit_listwise(lists: Sequence[CandidateList], reviewed: Sequence[tuple[Mapping[str, float], int, float]],
+                 *, l2: float = 1.0) -> LinearModel:
+    """Fit one weight vector on both objectives: pick the preferred candidate of each list
+    (softmax over siblings) and give the reviewed candidates their labels (logistic, with an
+    intercept), so the score ranks siblings and reads as P(good)."""
+    from scipy.optimize import minimize
+
+    usable = [cl for cl in lists if cl is not None and len(cl.rows) > 1 and cl.target
+              and len(cl.target) < len(cl.rows)]
+    names = sorted({k for cl in usable for r in cl.rows for k in r} | {k for r, _, _ in reviewed for k in r})
+    if not names or not reviewed:
+        raise ValueError("no reviewed candidates to learn from")
+    points = _matrix([r for r, _, _ in reviewed], names)
+    stacked = np.vstack([points] + [_matrix(cl.rows, names) for cl in usable])
+    mean = stacked.mean(axis=0)
+    scale = stacked.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    mats = [(_matrix(cl.rows, names) - mean) / scale for cl in usable]
+    masks = [np.isin(np.arange(len(cl.rows)), cl.target) for cl in usable]
+    list_w = np.array([cl.weight for cl in usable])
+    xp = (points - mean) / scale
+    y = np.array([label for _, label, _ in reviewed], dtype=np.float64)
+    row_w = np.array([weight for _, _, weight in reviewed], dtype=np.float64)
+    total = list_w.sum() + row_w.sum()
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:-1], theta[-1]
+        value = 0.5 * l2 * w @ w / total
+        gw, gb = l2 * w / total, 0.0
+        for x, mask, weight in zip(mats, masks, list_w):
+            z = x @ w
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            q = p * mask
+            s = max(q.sum(), 1e-300)
+            value -= weight * np.log(s) / total
+            gw = gw - weight * x.T @ (q / s - p) / total
+        z = np.clip(xp @ w + b, -35, 35)
+        prob = 1.0 / (1.0 + np.exp(-z))
+        value -= float(row_w @ (y * np.log(prob + 1e-12) + (1 - y) * np.log(1 - prob + 1e-12))) / total
+        gw = gw + xp.T @ (row_w * (prob - y)) / total
+        gb += float(row_w @ (prob - y)) / total
+        return value, np.append(gw, gb)
+
+    theta = minimize(loss, np.zeros(len(names) + 1), jac=True, method="L-BFGS-B",
+                     options={"maxiter": 400}).x
+    return LinearModel(list(names), mean.tolist(), scale.tolist(), theta[:-1].tolist(), float(theta[-1]),
+                       n_train=len(reviewed), positive_rate=float(y.mean()), kind="listwise+pointwise",
+                       extra={"lists": len(usable)})
