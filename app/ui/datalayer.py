@@ -142,6 +142,9 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
         await self.check_feedback_write(requester(), feedback.forId, feedback.id, feedback.value, feedback.comment)
         if isinstance(feedback.comment, str):
             feedback.comment = inputs.scrub(feedback.comment)
+        step = await self._one('SELECT "threadId" FROM steps WHERE "id" = :id', id=feedback.forId)
+        if step is not None:      # the step's own thread, whatever the client said (it may send none)
+            feedback.threadId = step.get("threadId")
         return await super().upsert_feedback(feedback)
 
     async def delete_feedback(self, feedback_id: str) -> bool:
@@ -164,6 +167,11 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
         if who is not None and not await self.check_thread_read(who, thread_id):
             raise AccessDenied("refused: that conversation belongs to another user")
         return await super().delete_thread(thread_id)
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        """"" for a thread that does not exist (Chainlit then answers 404; its own raises → 500)."""
+        _, owner = await self.thread_owner(thread_id)
+        return owner or ""
 
     async def get_thread(self, thread_id: str):
         """Another user's thread comes back as an empty shell whose owner matches nobody, so that
