@@ -101,7 +101,7 @@ def test_payload_checks_role_from_the_server_not_the_payload():
     ({"step_id": "s", "kind": "editor", "rating": 2}, "not one of"),
     ({"step_id": "s", "kind": "editor", "rating": True}, "whole number"),
     ({"step_id": "s", "kind": "editor", "rating": 1, "fault_tags": ["lazy"]}, "unknown fault tag"),
-    ({"step_id": "s", "kind": "editor", "rating": 1, "correction": "x" * 5000}, "limit"),
+    ({"step_id": "s", "kind": "editor", "rating": 1, "correction": "x" * 8001}, "limit is 8,000"),
     ({"step_id": "s", "kind": "reader", "rating": 1, "correction": "x"}, "for editors"),
 ])
 def test_malformed_payloads_are_refused(payload, needle):
