@@ -8,6 +8,7 @@ Wrong passwords are sent with their own ``X-Forwarded-For`` address (uvicorn tru
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import time
 import uuid
@@ -439,3 +440,25 @@ def test_correction_limit_is_the_documented_one(ui_server, ui_store):
     assert out["at_limit"]["ok"] is True, out["at_limit"]
     (stored,) = [r for r in ui_store.reviews_for_step(out["step_id"]) if r.reviewer == "ed"]
     assert len(stored.correction) == 8000
+
+
+def test_sign_in_page_shows_the_pause_in_the_browser(ui_server, ui_store, browser):
+    """The login form itself only knows "Unable to sign in"; public/signin.js shows the server's words."""
+    name = f"browser-{uuid.uuid4().hex[:6]}"
+    ui_store.add_user(name, "browser password", "reader")
+    context = browser.new_context(extra_http_headers={"X-Forwarded-For": "10.55.0.1"})
+    page = context.new_page()
+    try:
+        page.goto(ui_server + "/")
+        for _ in range(6):
+            page.fill("#email", name)
+            page.fill("#password", "not the password")
+            with page.expect_response(lambda r: r.url.endswith("/login")) as response:
+                page.click("button[type=submit]")
+            status = response.value.status
+        assert status == 429
+        notice = page.locator("#bookbot-signin-notice")
+        notice.wait_for(timeout=10_000)
+        assert re.fullmatch(r"Sign-in paused: too many attempts, try again in \d+ s\.", notice.inner_text())
+    finally:
+        context.close()
