@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import math
+import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from app.domain import Role, User
@@ -235,6 +236,10 @@ class AccountsMixin:
                             doubling = min(row.failures - limit, 20)
                             row.blocked_until = now + timedelta(
                                 seconds=min(throttle.max_block_s, throttle.block_s * 2 ** doubling))
+                    if secrets.randbelow(50) == 0:       # now and then, forget keys long quiet
+                        horizon = now - timedelta(seconds=max(throttle.window_s, throttle.max_block_s))
+                        s.execute(delete(SignInThrottle).where(SignInThrottle.last_attempt_at < horizon,
+                                                               SignInThrottle.key.not_in(keys)))
                 return 0
             except IntegrityError:          # two first attempts inserted the same key at once
                 if attempt == 2:

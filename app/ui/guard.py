@@ -92,7 +92,9 @@ class RequestGuard:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        path = scope.get("path", "")
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        if root and path.startswith(root):          # served under CHAINLIT_ROOT_PATH
+            path = path[len(root):] or "/"
         origin = headers.get("origin")
         if origin and not self.origin_ok(origin, headers.get("host", "")):
             return await _refuse(scope, send, 403, f"cross-origin request refused: {origin} is not this app's "
