@@ -94,6 +94,11 @@ def _dummy_hash() -> str:
     return hash_password("no account has this password: " + uuid.uuid4().hex)
 
 
+def warm_up() -> None:
+    """Make the dummy hash now (a server calls this at start-up)."""
+    _dummy_hash()
+
+
 @dataclass(frozen=True)
 class Throttle:
     """Sign-in throttling policy (the UI builds it from settings)."""

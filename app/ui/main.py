@@ -4,9 +4,11 @@ Owns only the Chainlit callbacks and their wiring: the request guard in front of
 Chainlit's server (``guard``: origins, token versions, throttled sign-in answers,
 malformed requests), password sign-in against the review store's accounts
 (throttled per name and address; the token carries the account's token
-version), sign-out ending every token of the account, the data layer, one chat profile per character card
-(plus the editors' review desk), the greeting and the offline notice, message
-checks, and the ``review_step`` / desk action callbacks.  The work itself lives
+version), sign-out ending every token of the account, the data layer, one chat
+profile per character card (plus the editors' review desk, offered by the role
+stored now), the greeting and the offline notice, message checks (a chat whose
+sign-in has ended is not answered), and the ``review_step`` / desk action
+callbacks.  The work itself lives
 in ``render`` (streaming turns), ``actions`` (recording reviews), ``desk``
 (review queue) and ``services`` (engine, store, cards).  Nothing runs at import
 time except registering callbacks and the guard with Chainlit (settings are read
@@ -46,7 +48,10 @@ def _data_layer() -> Any:
 @cl.on_app_startup
 async def _warm_up() -> None:
     """Open the library (index, embedder) while the server starts, not on the first question."""
+    from app.review.accounts import warm_up
+
     services = get_services()
+    await asyncio.to_thread(warm_up)          # the first sign-in costs what every other one does
     try:
         await asyncio.to_thread(services.library)
     except Exception as exc:  # the chat still starts; the first question will report the problem
