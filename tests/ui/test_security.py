@@ -302,6 +302,16 @@ async def _tokens(base: str, store, name: str, password: str, secret: str) -> di
         r = await http.post("/logout", headers=third, json={})
         out["logout"] = r.status_code
         out["after_logout"] = (await http.get("/user", headers=third)).status_code
+        sio = socketio.AsyncClient(reconnection=False)
+        try:
+            await sio.connect(base, socketio_path="/ws/socket.io", transports=["websocket"], wait_timeout=10,
+                              headers=third, auth={"clientType": "webapp", "sessionId": str(uuid.uuid4()),
+                                                   "threadId": "", "userEnv": "{}", "chatProfile": ""})
+            out["socket_after_logout"] = "connected"
+        except socketio.exceptions.ConnectionError:
+            out["socket_after_logout"] = "refused"
+        finally:
+            await sio.disconnect()
         http.cookies.clear()
         r = await http.post("/login", data={"username": name, "password": password_now})
         claims = jwt.decode(r.cookies["access_token"], secret, algorithms=["HS256"])
@@ -330,6 +340,7 @@ def test_tokens_end_on_logout_role_and_password_change_and_are_short_lived(ui_se
     assert out["reader_profiles"][0] == 200 and "Review desk" not in out["reader_profiles"][1]
     assert out["after_password_change"] == 401
     assert out["before_logout"] == 200 and out["logout"] == 200 and out["after_logout"] == 401
+    assert out["socket_after_logout"] == "refused"
     assert out["lifetime_s"] == 8 * 3600 and "Max-Age=28800" in out["cookie"]
     assert out["old_token"] == 401 and out["fresh_token"] == 200
     first_step, replies = out["socket_after_end"]
