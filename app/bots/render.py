@@ -48,8 +48,12 @@ def render_step(console: Console, step: Step, total: int, show_text: bool = True
     for c in step.citations:
         if not c.valid:
             console.print(Text(f"   \u2717 rejected citation {c.excerpt_id!r}: {c.problem}", style="dim red"))
-    console.print(Text(f"   retrieval {step.retrieval_ms:.0f} ms · generation {step.generation_ms:.0f} ms · "
-                       f"score {step.score:.2f} · {len(step.candidates)} candidate(s)", style="dim"))
+    if step.origin == "fallback":
+        console.print(Text("   \u21ba OFFLINE FALLBACK: the model failed; this step is quoted from the book.",
+                           style="yellow"))
+    console.print(Text(f"   {'model · ' if step.origin == 'model' else ''}retrieval {step.retrieval_ms:.0f} ms · "
+                       f"generation {step.generation_ms:.0f} ms · score {step.score:.2f} · "
+                       f"{len(step.candidates)} candidate(s)", style="dim"))
 
 
 class EventPrinter:

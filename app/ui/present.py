@@ -193,7 +193,13 @@ def step_markdown(step: Step, sources: Sequence[tuple[str, str]]) -> str:
     invalid = [c for c in step.citations if not c.valid]
     if invalid:
         body += "\n\n_" + "; ".join(f"dropped citation {c.excerpt_id}: {c.problem}" for c in invalid[:3]) + "_"
+    if step.origin in ORIGIN_LABELS:   # which steps the model wrote and which fell back offline
+        body += f"\n\n_{ORIGIN_LABELS[step.origin]}_"
     return body
+
+
+ORIGIN_LABELS = {"model": "Written by the language model.",
+                 "fallback": "Offline fallback: the language model failed, so this step is quoted from the book."}
 
 
 # ---------------------------------------------------------------- review control

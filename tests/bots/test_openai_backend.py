@@ -134,6 +134,32 @@ def test_server_down_falls_back_offline(holmes, retriever, settings):
     assert len(notices) == 1 and "cannot reach" in notices[0].message and "OFFLINE MODE" in notices[0].message
     turn = events[-1].turn
     assert turn.backend.startswith("extractive (fallback") and all(s.grounded for s in turn.steps)
+    assert {s.origin for s in turn.steps} == {"fallback"}
+    assert all(c.features["from_model"] == 0.0 for s in turn.steps for c in s.candidates)
+
+
+def test_ui_and_cli_say_which_steps_the_model_wrote(fake_server, holmes, retriever):
+    from rich.console import Console
+
+    from app.bots.render import render_step
+    from app.ui.present import step_markdown
+
+    calls = {"n": 0}
+
+    def reply(body):          # the first step comes from the model, then the server breaks
+        calls["n"] += 1
+        return _constrained_reply(body) if calls["n"] == 1 else (200, ["{{{{"])
+    srv, url = fake_server(reply)
+    turn = Engine(retriever, OpenAIBackend(model="m", base_url=url, max_retries=0), candidates=1).answer(
+        holmes, "Was Watson in Afghanistan?")
+    assert [s.origin for s in turn.steps] == ["model", "fallback", "fallback"]
+    console = Console(record=True, width=200)
+    for step in turn.steps:
+        render_step(console, step, len(turn.steps))
+    printed = console.export_text()
+    assert printed.count("OFFLINE FALLBACK") == 2 and printed.count("model · retrieval") == 1
+    assert "Written by the language model." in step_markdown(turn.steps[0], [])
+    assert "Offline fallback" in step_markdown(turn.steps[1], [])
 
 
 @pytest.mark.parametrize("chunks", [["RAW:data: {not json\n\n"], ["{{{{", "]]"], []])
