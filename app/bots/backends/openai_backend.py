@@ -60,8 +60,7 @@ class OpenAIBackend:
         return cls(model=settings.llm_model or "default", base_url=settings.llm_base_url,
                    api_key=settings.llm_api_key, timeout_s=settings.llm_timeout_s,
                    max_retries=settings.llm_max_retries,
-                   max_tokens=getattr(settings, "llm_max_tokens", 300),
-                   constrained=getattr(settings, "llm_constrained", True))
+                   max_tokens=getattr(settings, "llm_max_tokens", 300))
 
     # ------------------------------------------------------------ transport
 
