@@ -29,9 +29,9 @@ class StepRequest:
     excerpts: Sequence[Excerpt]
     earlier: Sequence[Step] = ()
     history: Sequence[tuple[str, str]] = ()
-    n: int = 1
+    n: int = 1                               # drafts wanted: the engine validates and ranks them all
     retry: bool = False                      # the first round had no valid citation
-    exemplars: Sequence[Exemplar] = ()
+    exemplars: Sequence[Exemplar] = ()       # editors' approved/corrected steps for similar questions
     evidence: "SentencePool | None" = None   # the step's scored sentences (app.evidence), if the engine has them
 
 
