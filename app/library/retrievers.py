@@ -24,7 +24,6 @@ Nothing here touches ``llama_index.core.Settings``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -126,12 +125,6 @@ def _cosine_from(vector_store) -> Callable[[float], float]:
     if isinstance(vector_store, ChromaVectorStore):
         return lambda s: 1.0 + math.log(max(s, 1e-300))
     return float
-
-
-@dataclass
-class _Options:
-    top_k: int
-    book_ids: list[str] | None
 
 
 class ConvexFusionRetriever(BaseRetriever):
