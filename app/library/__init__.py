@@ -13,7 +13,8 @@ Public entry points (other areas build against these names):
   the same retriever class over an in-process Chroma collection, one excerpt per
   (id, text) section, ids kept as given; ``embedder`` may be None (BM25 only).
   ``retrieve(query, top_k=5)`` returns Excerpts whose ``id`` is the section id;
-  ``.excerpts``, ``.ids``, ``get(id)``, ``close()``.
+  ``.excerpts``, ``.ids``, ``get(id)``, ``close()``; ``.with_postprocessors([...])`` gives
+  the same index with more node postprocessors.
 - ``ExcerptRerankerPostprocessor(reranker)`` (``app.library.postprocessors``): any
   ``rerank(query, excerpts) -> excerpts`` object as a LlamaIndex node postprocessor.
 - ``load_default_embedder(settings)`` -> (OnnxEmbedder | None, warning text).

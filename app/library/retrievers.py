@@ -239,6 +239,14 @@ class LibraryRetriever:
     def postprocessors(self) -> list:
         return self.llama.postprocessors
 
+    def with_postprocessors(self, postprocessors: Sequence, *, replace: bool = False,
+                            pool_factor: int | None = None) -> "LibraryRetriever":
+        """The same index and fusion with more (or, ``replace=True``, other) node postprocessors."""
+        chain = list(postprocessors) if replace else [*self.postprocessors, *postprocessors]
+        return LibraryRetriever(self.source, self.fusion, postprocessors=chain,
+                                pool_factor=self.llama.pool_factor if pool_factor is None else pool_factor,
+                                callback_manager=self.llama.callback_manager)
+
     @property
     def excerpts(self) -> list[Excerpt]:
         corpus = self.source.current()

@@ -113,6 +113,9 @@ def test_postprocessors_change_the_ranking_and_get_a_wider_pool(embedder):
     after = [h.id for h in reranked.retrieve(question, top_k=2)]
     assert before[0] == "3" and after != before and "3" not in after
     assert reverse.pools == [4]                      # 2 x top_k candidates, capped by the sections
+    again = plain.with_postprocessors([ExcerptRerankerPostprocessor(Reverse())])
+    assert type(again) is type(plain) and again.source is plain.source
+    assert [h.id for h in again.retrieve(question, top_k=2)] != before
     assert all(h.scores is not None and h.scores.bm25 is not None for h in reranked.retrieve(question, top_k=2))
     plain.close()
     reranked.close()
