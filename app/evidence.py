@@ -31,9 +31,23 @@ from app.analyzer import normalize, split_sentences, terms
 from app.domain import Excerpt
 
 MIN_WORDS = 3
-# untrained relevance: weights chosen by cross-validation on FairytaleQA train (docs/tuning.md)
+EMBED_LIMIT = 6           # sentences per step whose meaning is compared; the rest rank below on words (train: same R@1 as all)
+# untrained relevance: weights chosen on FairytaleQA train stories (docs/tuning.md); coverage counts
+# squared, so one shared word out of four ("small") weighs little against a sentence that means the answer
 RELEVANCE_WEIGHTS = {"cov": 1.0, "cov_win": 0.35, "bigrams": 0.1, "cos_q": 0.8, "cos_step": 0.2,
                      "excerpt_fused": 0.55, "excerpt_cov": 0.35}
+SQUARED = frozenset({"cov", "cov_win", "excerpt_cov"})
+
+
+def relevance(features: dict[str, float], *, meaning: bool = True) -> float:
+    """The untrained relevance of a sentence from its features (``meaning=False``: words only)."""
+    total = 0.0
+    for key, weight in RELEVANCE_WEIGHTS.items():
+        if not meaning and key.startswith("cos"):
+            continue
+        value = features.get(key, 0.0)
+        total += weight * (value * value if key in SQUARED else value)
+    return total
 
 
 class SentenceVectors:
@@ -108,12 +122,6 @@ class SentencePool:
         idf = _idf(sent_terms + [terms(e.text) for e in self.excerpts])
         default = math.log(1.0 + (len(sent_terms) + 1) / 0.5)
         self._idf, self._default = idf, default
-        cos_q = cos_s = None
-        if vectors is not None and raw:
-            mat = vectors.vectors([s for *_, s in raw])
-            cos_q = mat @ vectors.query(question)
-            if step_text.strip():
-                cos_s = mat @ vectors.query(step_text)
         self._vectors = vectors
         self._step_text = step_text
         ex_stats = self._excerpt_stats()
@@ -123,12 +131,29 @@ class SentencePool:
             f = {"cov": _coverage(self.q_terms, tset, idf, default),
                  "cov_win": _coverage(self.q_terms, tset | set(nxt), idf, default),
                  "bigrams": float(len(self.q_bigrams & set(zip(t, t[1:])))),
-                 "cos_q": float(cos_q[i]) if cos_q is not None else 0.0,
-                 "cos_step": float(cos_s[i]) if cos_s is not None else 0.0,
+                 "cos_q": 0.0, "cos_step": 0.0,
                  "position": 1.0 / (1 + pos), "log_words": math.log1p(len(text.split())),
                  **ex_stats[rank]}
             self.sentences.append(Sentence(ex, rank, pos, text, f))
+        if vectors is not None and self.sentences:
+            self._add_cosines(vectors, question, step_text)
         self._add_margins()
+
+    def _add_cosines(self, vectors: SentenceVectors, question: str, step_text: str) -> None:
+        """Cosines for the ``EMBED_LIMIT`` sentences the words rank highest (a sentence the words
+        rank lower is not chosen on meaning alone); the others get the lowest cosine measured."""
+        lexical = sorted(self.sentences, key=lambda s: -relevance(s.features, meaning=False))
+        chosen = lexical[:EMBED_LIMIT]
+        mat = vectors.vectors([s.text for s in chosen])
+        for key, text in (("cos_q", question), ("cos_step", step_text)):
+            if not text.strip():
+                continue
+            cos = mat @ vectors.query(text)
+            for sent, value in zip(chosen, cos):
+                sent.features[key] = float(value)
+            floor = float(cos.min())
+            for sent in lexical[EMBED_LIMIT:]:
+                sent.features[key] = floor
 
     def _excerpt_stats(self) -> list[dict[str, float]]:
         scores = [e.scores for e in self.excerpts]
@@ -152,7 +177,7 @@ class SentencePool:
             for s in self.sentences:
                 s.features[f"{key}_margin"] = s.features[key] - best
         for s in self.sentences:
-            s.relevance = sum(w * s.features.get(k, 0.0) for k, w in RELEVANCE_WEIGHTS.items())
+            s.relevance = relevance(s.features)
         order = sorted(self.sentences, key=lambda s: -s.relevance)
         best_rel = order[0].relevance
         for place, s in enumerate(order):
@@ -200,7 +225,7 @@ class SentencePool:
         for key in ("cov", "cov_win", "cos_q", "excerpt_cov"):
             best = max((s.features[key] for s in self.sentences), default=f.get(key, 0.0))
             f[f"{key}_margin"] = f.get(key, 0.0) - best
-        f["relevance"] = sum(w * f.get(k, 0.0) for k, w in RELEVANCE_WEIGHTS.items())
+        f["relevance"] = relevance(f)
         best_rel = max((s.relevance for s in self.sentences), default=f["relevance"])
         f["relevance_margin"] = f["relevance"] - best_rel
         f["relevance_rank"] = 1.0 / (1 + sum(1 for s in self.sentences if s.relevance > f["relevance"]))

@@ -30,17 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def load_books(library, books_dir: Path, wanted: set[str], manifests: Path) -> None:
-    import yaml
-
-    have = {b.id for b in library.books()}
-    for manifest in sorted(manifests.glob("*.yaml")):
-        meta = yaml.safe_load(manifest.read_text(encoding="utf-8"))
-        if meta["id"] in wanted and meta["id"] not in have:
-            print(f"importing {meta['id']} from {books_dir / meta['file']} …", flush=True)
-            library.add_file(books_dir / meta["file"], book_id=meta["id"], source=meta.get("source"))
-
-
 def score(qa, turn, evidence: frozenset[str]) -> dict[str, float]:
     from app.bots.backends.extractive import conclusion
     from app.tuning.fairytaleqa import cited_ids
@@ -70,23 +59,20 @@ def main() -> int:
     from app.settings import Settings
     from app.tuning.evaluation import Indexes, bootstrap_interval, make_engine, simulate_reviews
     from app.tuning.fairytaleqa import CachedEmbedder, SimulatedEditor, load_split
-    from app.tuning.novelqa import evidence_excerpt_ids, load_novel_questions
+    from app.tuning.novelqa import evidence_map, import_books, load_novel_questions
     from app.tuning.tune import train_parts
 
     settings = Settings()
     questions = load_novel_questions(ROOT / "benchmarks" / "novel_questions.yaml")
     library = open_library(settings)
-    load_books(library, args.books, {q.book for q in questions}, ROOT / "books")
+    import_books(library, args.books, ROOT / "books", {q.book for q in questions},
+                 on_import=lambda book: print(f"importing {book} from {args.books} …", flush=True))
     if library.embedder is None:
         print("no embedding model: run `bookbot models fetch` first", file=sys.stderr)
         return 2
     cards = load_characters(settings)
     vectors = SentenceVectors(library.embedder)
-    evidence = {qa.id: evidence_excerpt_ids(qa, library.excerpts(qa.book)) for qa in questions}
-    missing = [qa.id for qa in questions if not evidence[qa.id]]
-    if missing:
-        print(f"evidence phrases not found in the library's excerpts: {missing}", file=sys.stderr)
-        return 2
+    evidence = evidence_map(questions, library)
     retriever = library.retriever()
 
     def run(parts) -> list[dict[str, float]]:

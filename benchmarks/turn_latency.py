@@ -104,17 +104,26 @@ def main() -> int:
               "Run `bookbot models fetch && bookbot books sync` first.", file=sys.stderr)
         return 2
     character = load_characters(settings).get(args.character)
+    from app.evidence import SentenceVectors
+
     retriever = library.retriever()
+    vectors = SentenceVectors(library.embedder) if library.embedder is not None else None
     engine = Engine(retriever, ExtractiveBackend(), candidates=args.candidates or settings.candidates_per_step,
-                    top_k=settings.top_k)
+                    top_k=settings.top_k, vectors=vectors)     # what the app and `bookbot ask` run
+    words_only = Engine(retriever, ExtractiveBackend(), candidates=engine.candidates, top_k=settings.top_k)
     questions = (QUESTIONS * (args.questions // len(QUESTIONS) + 1))[:args.questions]
     dense = "on" if getattr(library, "embedder", None) is not None else "off (BM25 only)"
     print(f"library opened in {open_s:.2f}s; {len(have)} books; dense retrieval {dense}; "
           f"{len(character.procedure)} steps; {engine.candidates} candidates/step; top_k {engine.top_k}")
 
     engine.answer(character, "warm-up question about Baker Street")          # not measured
-    baseline, first_step, full, steps_retrieval, grounded = [], [], [], [], []
+    baseline, first_step, full, steps_retrieval, grounded, words_first = [], [], [], [], [], []
     for q in questions:
+        t = time.perf_counter()
+        for event in words_only.run(character, q):
+            if isinstance(event, StepDone):
+                words_first.append((time.perf_counter() - t) * 1000)
+                break
         t = time.perf_counter()
         retriever.retrieve(q, top_k=settings.top_k, book_ids=list(character.book_ids))
         baseline.append((time.perf_counter() - t) * 1000)
@@ -131,6 +140,7 @@ def main() -> int:
 
     print(f"\n{len(questions)} questions, milliseconds      p50      p95      max")
     for name, vals in [("baseline: one bare retrieval", baseline),
+                       ("first step, words only", words_first),
                        ("first step (StepDone #1)", first_step),
                        ("  of which retrieval", steps_retrieval),
                        ("full turn (all steps+answer)", full)]:

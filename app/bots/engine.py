@@ -163,8 +163,8 @@ class Engine:
         if earlier:   # a later step also sees the question's own best passages: the chain cannot drift off them
             focus = self.retriever.retrieve(f"{question} {proc.search}".strip()[:500], top_k=self.top_k,
                                             book_ids=books)
-            have = {e.id for e in excerpts}
-            excerpts += [e for e in focus if e.id not in have]
+            have = {e.id for e in focus}
+            excerpts = list(focus) + [e for e in excerpts if e.id not in have]
         retrieval_ms = (time.perf_counter() - t0) * 1000
         exemplars = []
         if self.exemplars is not None:

@@ -116,8 +116,8 @@ def run_fairytaleqa(settings: Settings, options: EvalOptions, console: Console) 
               "candidates": options.candidates, "noise": options.noise, "seed": options.seed,
               "seeds": options.seeds, "corrections": options.corrections,
               "retriever": curve.retriever,
-              "points": [{"reviews": p.reviews, **p.metrics, "per_seed": p.seeds, "tuning": p.tuning}
-                         for p in curve.points],
+              "points": [{"reviews": p.reviews, **p.metrics, "per_seed": p.seeds, "gated": p.gated,
+                          "gate_activated": p.activated, "tuning": p.tuning} for p in curve.points],
               "summary": summary, "seconds": round(time.perf_counter() - started, 1)}
     if options.json_out:
         options.json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,12 +157,13 @@ def print_table(console: Console, curve: Curve, summary: dict, options: EvalOpti
     table = Table(title=f"FairytaleQA feedback loop ({curve.questions} questions; "
                         f"tuned rows: mean of {options.seeds} seed(s))")
     for col in ("row", "R@1", "R@1 vs retriever (95% CI)", "R@3", "ROUGE-L", "token F1",
-                f"best-of-{options.candidates} step good", "first cand. good", "verifier AUC"):
+                f"best-of-{options.candidates} step good", "first cand. good", "verifier AUC",
+                "gate: live / R@1 readers get"):
         table.add_column(col, justify="right")
     table.add_row("retriever alone (top hit)", f"{curve.retriever['R@1']:.3f}", "–",
-                  f"{curve.retriever['R@3']:.3f}", "–", "–", "–", "–", "–")
+                  f"{curve.retriever['R@3']:.3f}", "–", "–", "–", "–", "–", "–")
     table.add_row("candidate oracle (ceiling)", f"{curve.points[0].metrics['oracle']:.3f}", "–", "–",
-                  "–", "–", "–", "–", "–")
+                  "–", "–", "–", "–", "–", "–")
     for p in curve.points:
         m = p.metrics
         gain, (lo, hi) = curve.gain(p)
@@ -170,7 +171,8 @@ def print_table(console: Console, curve: Curve, summary: dict, options: EvalOpti
         name = "engine, untuned" if p.reviews == 0 else f"engine, {p.reviews} reviews"
         table.add_row(name, f"{m['R@1']:.3f}", f"{gain:+.1f} ({lo:+.1f}, {hi:+.1f})", f"{m['R@3']:.3f}",
                       f"{m['ROUGE-L']:.3f}", f"{m['F1']:.3f}", f"{m['chosen_good']:.3f}",
-                      f"{m['first_good']:.3f}", f"{auc:.3f}" if auc is not None else "–")
+                      f"{m['first_good']:.3f}", f"{auc:.3f}" if auc is not None else "–",
+                      f"{p.activated}/{len(p.seeds)} / {p.gated['R@1']:.3f}" if p.reviews else "–")
     console.print(table)
     ok = "[green]met[/green]" if summary["R@1_target_met"] else "[red]not met[/red]"
     lo, hi = summary["R@1_gain_interval"]

@@ -193,6 +193,8 @@ class CurvePoint:
     per_question: list[dict[str, float]] = field(default_factory=list)   # mean over seeds
     seeds: list[dict[str, float]] = field(default_factory=list)          # per-seed means
     tuning: dict = field(default_factory=dict)
+    gated: dict[str, float] = field(default_factory=dict)   # what readers get: tuned only where the gate activates
+    activated: int = 0                                       # seeds whose snapshot the gate activated
 
 
 @dataclass
@@ -224,6 +226,8 @@ def learning_curve(val: Sequence[StoryData], train: Sequence[StoryData], indexes
     points = [CurvePoint(0, mean_scores(untuned), untuned, [mean_scores(untuned)])]
     tuned_counts = [n for n in counts if n > 0]
     per_seed: dict[int, list[list[dict[str, float]]]] = {n: [] for n in tuned_counts}
+    gated: dict[int, list[list[dict[str, float]]]] = {n: [] for n in tuned_counts}
+    activated: dict[int, int] = {n: 0 for n in tuned_counts}
     tuning: dict[int, dict] = {}
     last: TrainedParts | None = None
     for seed in seeds if labelled is None else (0,):
@@ -236,7 +240,11 @@ def learning_curve(val: Sequence[StoryData], train: Sequence[StoryData], indexes
             parts = train_parts(reviews[:n], vectors=indexes.vectors)
             results = answer_all(questions, indexes, parts=parts, candidates=candidates,
                                  on_progress=on_progress, phase=f"val, {n} reviews (seed {seed})")
-            per_seed[n].append([question_scores(qa, turn) for qa, turn in results])
+            scores = [question_scores(qa, turn) for qa, turn in results]
+            per_seed[n].append(scores)
+            live = gate_against_untuned(parts)
+            activated[n] += live
+            gated[n].append(scores if live else untuned)
             tuning.setdefault(n, parts.metrics)
             last = parts
     for n in tuned_counts:
@@ -244,8 +252,20 @@ def learning_curve(val: Sequence[StoryData], train: Sequence[StoryData], indexes
         averaged = [{k: float(np.mean([run[i][k] for run in runs])) for k in PER_QUESTION}
                     for i in range(len(questions))]
         points.append(CurvePoint(n, mean_scores(averaged), averaged, [mean_scores(r) for r in runs],
-                                 tuning.get(n, {})))
+                                 tuning.get(n, {}), mean_scores([row for run in gated[n] for row in run]),
+                                 activated[n]))
     return Curve(len(questions), mean_scores(baseline), baseline, points), last
+
+
+def gate_against_untuned(parts: TrainedParts) -> bool:
+    """Would `bookbot tune` activate these parts over the untuned bot (held-out reviews)?"""
+    from app.tuning.gate import baseline_scores, decide
+
+    report = parts.verifier_report
+    if parts.verifier is None or report is None:
+        return False
+    return decide(report.heldout_items, report.heldout_probs, baseline_scores(report.heldout_items, None),
+                  baseline="untuned").activate
 
 
 def plot_curve(curve: Curve, path, *, title: str) -> None:

@@ -82,8 +82,11 @@ def load_split(split_dir: Path, *, limit: int | None = None,
         if not sfile.exists():
             raise DatasetError(f"{qfile} has no matching {sfile}")
         with open(sfile, encoding="utf-8", newline="") as fh:
-            sections = [(excerpt_id(name, row["section"]), row["text"].strip())
-                        for row in csv.DictReader(fh) if row.get("text", "").strip()]
+            texts: dict[str, list[str]] = {}      # a section listed twice (one train story) is one section
+            for row in csv.DictReader(fh):
+                if row.get("text", "").strip():
+                    texts.setdefault(excerpt_id(name, row["section"]), []).append(row["text"].strip())
+            sections = [(sid, "\n\n".join(parts)) for sid, parts in texts.items()]
         questions = []
         with open(qfile, encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):

@@ -34,10 +34,14 @@ def _matrix(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> np.nda
 
 
 def fit_listwise(lists: Sequence[CandidateList], reviewed: Sequence[tuple[Mapping[str, float], int, float]],
-                 *, l2: float = 1.0) -> LinearModel:
+                 *, l2: float = 1.0, anchor: str | None = None) -> LinearModel:
     """Fit one weight vector on both objectives: pick the preferred candidate of each list
     (softmax over siblings) and give the reviewed candidates their labels (logistic, with an
-    intercept), so the score ranks siblings and reads as P(good)."""
+    intercept), so the score ranks siblings and reads as P(good).
+
+    With ``anchor`` (a feature that already ranks well untrained), the weights are first fitted
+    on that feature alone, and the full fit is regularised towards that solution instead of
+    towards zero: few reviews leave the untrained ranking as it is, more reviews move it."""
     from scipy.optimize import minimize
 
     usable = [cl for cl in lists if cl is not None and len(cl.rows) > 1 and cl.target
@@ -58,10 +62,13 @@ def fit_listwise(lists: Sequence[CandidateList], reviewed: Sequence[tuple[Mappin
     row_w = np.array([weight for _, _, weight in reviewed], dtype=np.float64)
     total = list_w.sum() + row_w.sum()
 
+    center = np.zeros(len(names))
+    free = np.ones(len(names) + 1, dtype=bool)
+
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:-1], theta[-1]
-        value = 0.5 * l2 * w @ w / total
-        gw, gb = l2 * w / total, 0.0
+        value = 0.5 * l2 * (w - center) @ (w - center) / total
+        gw, gb = l2 * (w - center) / total, 0.0
         for x, mask, weight in zip(mats, masks, list_w):
             z = x @ w
             p = np.exp(z - z.max())
@@ -75,10 +82,16 @@ def fit_listwise(lists: Sequence[CandidateList], reviewed: Sequence[tuple[Mappin
         value -= float(row_w @ (y * np.log(prob + 1e-12) + (1 - y) * np.log(1 - prob + 1e-12))) / total
         gw = gw + xp.T @ (row_w * (prob - y)) / total
         gb += float(row_w @ (prob - y)) / total
-        return value, np.append(gw, gb)
+        return value, np.append(gw, gb) * free
 
-    theta = minimize(loss, np.zeros(len(names) + 1), jac=True, method="L-BFGS-B",
-                     options={"maxiter": 400}).x
+    theta = np.zeros(len(names) + 1)
+    if anchor in names:
+        free[:] = False
+        free[[names.index(anchor), len(names)]] = True
+        theta = minimize(loss, theta, jac=True, method="L-BFGS-B", options={"maxiter": 200}).x
+        center = theta[:-1].copy()
+        free[:] = True
+    theta = minimize(loss, theta, jac=True, method="L-BFGS-B", options={"maxiter": 400}).x
     return LinearModel(list(names), mean.tolist(), scale.tolist(), theta[:-1].tolist(), float(theta[-1]),
                        n_train=len(reviewed), positive_rate=float(y.mean()), kind="listwise+pointwise",
-                       extra={"lists": len(usable)})
+                       extra={"lists": len(usable), "anchor": anchor if anchor in names else None})

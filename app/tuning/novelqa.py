@@ -126,4 +126,31 @@ def evidence_excerpt_ids(qa: NovelQA, excerpts: Iterable[_ExcerptLike]) -> froze
     return frozenset(hits)
 
 
-__all__ = ["NovelQA", "NovelQAError", "load_novel_questions", "evidence_excerpt_ids", "normalize_space"]
+def import_books(library, books_dir: Path, manifests_dir: Path, wanted: Iterable[str],
+                 on_import=None) -> list[str]:
+    """Import the wanted books the library lacks from ``books_dir`` (file names from the manifests)."""
+    wanted = set(wanted)
+    have = {b.id for b in library.books()}
+    done = []
+    for manifest in sorted(Path(manifests_dir).glob("*.yaml")):
+        meta = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+        if meta["id"] in wanted and meta["id"] not in have:
+            if on_import:
+                on_import(meta["id"])
+            library.add_file(Path(books_dir) / meta["file"], book_id=meta["id"], source=meta.get("source"))
+            done.append(meta["id"])
+    return done
+
+
+def evidence_map(questions: Iterable[NovelQA], library) -> dict[str, frozenset[str]]:
+    """Evidence excerpt ids per question id, over the library's excerpts of each question's book."""
+    out = {qa.id: evidence_excerpt_ids(qa, library.excerpts(qa.book)) for qa in questions}
+    missing = sorted(q for q, ids in out.items() if not ids)
+    if missing:
+        raise NovelQAError(f"evidence phrases not found in the library's excerpts: {', '.join(missing)} "
+                           "(is the book imported, and the same edition?)")
+    return out
+
+
+__all__ = ["NovelQA", "NovelQAError", "load_novel_questions", "evidence_excerpt_ids", "normalize_space",
+           "import_books", "evidence_map"]

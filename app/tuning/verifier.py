@@ -191,13 +191,13 @@ def fit_verifier(items: Sequence[LabelledStep], vectors, *, l2: float) -> Linear
         candidate_list, examples = review_examples(item, vectors)
         lists.append(candidate_list)
         rows += examples
-    model = fit_listwise(lists, rows, l2=l2)
+    model = fit_listwise(lists, rows, l2=l2, anchor="ev_relevance")
     model.extra["rows"] = {"reviews": len(items), "corrections": len(rows) - len(items)}
     return model
 
 
 def train_verifier(items: Sequence[LabelledStep], *, heldout_share: float = 0.25, seed: int = 0,
-                   c: float = 0.5, vectors: SentenceVectors | None = None
+                   c: float = 0.05, vectors: SentenceVectors | None = None
                    ) -> tuple[LinearModel, VerifierReport]:
     """Fit on labelled steps; metrics come from a held-out share of turns, the model from all of them."""
     if not items:
