@@ -63,13 +63,13 @@ def make_engine(retriever: Retriever, *, parts: TrainedParts | None, candidates:
                 vectors=None):
     from app.bots.backends.extractive import ExtractiveBackend
     from app.bots.engine import Engine
-    from app.tuning.reranker import RerankingRetriever
+    from app.tuning.reranker import reranked
     from app.tuning.verifier import VerifierScorer
 
     scorer = exemplars = None
     if parts is not None:
         if parts.reranker is not None:
-            retriever = RerankingRetriever(retriever, parts.reranker, parts.priors, pool_factor=3)
+            retriever = reranked(retriever, parts.reranker, parts.priors, pool_factor=3)
         if parts.verifier is not None:
             scorer = VerifierScorer(parts.verifier)
         if parts.exemplars is not None and len(parts.exemplars):

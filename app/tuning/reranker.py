@@ -212,6 +212,33 @@ def train_reranker(items: Sequence[LabelledStep], *, c: float = 1.0) -> tuple[Li
     return model, priors, report
 
 
+class ExcerptReranker:
+    """The learned re-ranker as ``rerank(query, excerpts)``: what the library's LlamaIndex node
+    postprocessor (``app.library.postprocessors.ExcerptRerankerPostprocessor``) calls."""
+
+    def __init__(self, model: LinearModel, priors: Mapping[str, tuple[int, int]] | None = None) -> None:
+        self.model = model
+        self.priors = dict(priors or {})
+
+    def rerank(self, query: str, excerpts: list[Excerpt]) -> list[Excerpt]:
+        if len(excerpts) <= 1:
+            return list(excerpts)
+        scores = self.model.decision(pool_features(query, excerpts, self.priors)).tolist()
+        return [excerpts[i] for i in sorted(range(len(excerpts)), key=lambda i: (-scores[i], i))]
+
+
+def reranked(retriever: Retriever, model: LinearModel, priors: Mapping[str, tuple[int, int]] | None = None,
+             *, pool_factor: int = 3) -> Retriever:
+    """``retriever`` with the learned re-ranker: as a LlamaIndex node postprocessor on the library's
+    retriever (``with_postprocessors``), else as a `RerankingRetriever` wrapper (any `domain.Retriever`)."""
+    if hasattr(retriever, "with_postprocessors"):
+        from app.library.postprocessors import ExcerptRerankerPostprocessor
+
+        return retriever.with_postprocessors([ExcerptRerankerPostprocessor(ExcerptReranker(model, priors))],
+                                             pool_factor=pool_factor)
+    return RerankingRetriever(retriever, model, priors, pool_factor=pool_factor)
+
+
 class RerankingRetriever:
     """A `domain.Retriever` that re-scores the base retriever's wider pool with the learned model."""
 
@@ -225,11 +252,7 @@ class RerankingRetriever:
     def retrieve(self, query: str, *, top_k: int = 5,
                  book_ids: Sequence[str] | None = None) -> list[Excerpt]:
         pool = self.base.retrieve(query, top_k=top_k * self.pool_factor, book_ids=book_ids)
-        if len(pool) <= 1:
-            return pool[:top_k]
-        scores = self.model.decision(pool_features(query, pool, self.priors)).tolist()
-        order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
-        return [pool[i] for i in order[:top_k]]
+        return ExcerptReranker(self.model, self.priors).rerank(query, pool)[:top_k]
 
     def get(self, excerpt_id: str) -> Excerpt | None:
         return self.base.get(excerpt_id)

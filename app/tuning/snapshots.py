@@ -26,7 +26,7 @@ from app.domain import Retriever
 from app.settings import Settings
 from app.tuning.exemplars import SnapshotExemplars
 from app.tuning.linear import LinearModel
-from app.tuning.reranker import RerankingRetriever
+from app.tuning.reranker import reranked
 from app.tuning.verifier import VerifierScorer, prelabel_allowed
 
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -155,10 +155,11 @@ class LoadedSnapshot:
                               prelabel_enabled=self.prelabel_enabled)
 
     def wrap(self, retriever: Retriever, *, pool_factor: int = 3) -> Retriever:
-        """The engine's `retriever=`: the base retriever re-ranked (unchanged without a re-ranker)."""
+        """The engine's `retriever=`: the base retriever re-ranked (unchanged without a re-ranker) —
+        on the library's retriever, as a LlamaIndex node postprocessor."""
         if self.reranker is None:
             return retriever
-        return RerankingRetriever(retriever, self.reranker, self.priors, pool_factor=pool_factor)
+        return reranked(retriever, self.reranker, self.priors, pool_factor=pool_factor)
 
     def exemplar_source(self) -> SnapshotExemplars | None:
         return self.exemplars if self.exemplars is not None and len(self.exemplars) else None

@@ -148,7 +148,9 @@ def test_tune_from_the_review_store_and_pick_up_the_snapshot(data, settings):
         loaded = snap.active_snapshot(settings, CHARACTER_ID)
         assert loaded.id == f"{CHARACTER_ID}@v1"
         base = indexes.get(train[0])
-        engine = Engine(loaded.wrap(base), ExtractiveBackend(), scorer=loaded.scorer(),
+        wrapped = loaded.wrap(base)          # the re-ranker runs as a LlamaIndex node postprocessor
+        assert [type(p).__name__ for p in wrapped.postprocessors] == ["ExcerptRerankerPostprocessor"]
+        engine = Engine(wrapped, ExtractiveBackend(), scorer=loaded.scorer(),
                         exemplars=loaded.exemplar_source(), candidates=4)
         turn = engine.answer(storyteller(train[0].name), train[0].questions[0].question,
                              snapshot_id=loaded.id)
