@@ -267,7 +267,7 @@ def report(args, character, questions, evidence, done, vectors) -> dict:
     b_seconds = [(s.retrieval_ms + s.generation_ms) / 1000 for s in b_runs]
     b_alone = {"steps": len(b_runs), "grounded": float(np.mean([s.grounded and s.origin == "model" for s in b_runs]))
                if b_runs else None, "s_per_step": float(np.mean(b_seconds)) if b_seconds else None}
-    rows["b"] = [(g, m, b_alone["s_per_step"] or 0.0) for g, m, _ in rows["b"]]
+    rows["b"] = [(g, m, b_alone["s_per_step"] if b_seconds else float("nan")) for g, m, _ in rows["b"]]
     diff = [c - b for b, c in zip(per_q["b"], per_q["c"])]
     lo, hi = bootstrap_interval(diff)
 
