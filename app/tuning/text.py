@@ -11,7 +11,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from app.analyzer import terms, words
+from app.analyzer import terms
 from app.analyzer import terms as content_tokens, words as tokens  # the names tuning code reads
 
 __all__ = ["content_tokens", "tokens", "overlap", "bigram_overlap", "idf_table", "idf_for_texts",

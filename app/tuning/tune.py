@@ -72,12 +72,11 @@ def gate_decision(settings: Settings, character_id: str, parts: TrainedParts, *,
     current = active_snapshot(settings, character_id)
     scorer = current.scorer() if current is not None else None
     name = f"the active snapshot {current.id}" if scorer is not None else "the untuned grounding score"
-    score = None
-    if scorer is not None:
-        def score(item):
-            return float(scorer.model.predict_proba([labelled_rows(item, vectors)[0][0]])[0])
-    return decide(report.heldout_items, report.heldout_probs, baseline_scores(report.heldout_items, score),
-                  baseline=name)
+    def active_score(item: LabelledStep) -> float:
+        return float(scorer.model.predict_proba([labelled_rows(item, vectors)[0][0]])[0])
+
+    current_scores = baseline_scores(report.heldout_items, active_score if scorer is not None else None)
+    return decide(report.heldout_items, report.heldout_probs, current_scores, baseline=name)
 
 
 def build_snapshot(settings: Settings, character_id: str, items: Sequence[LabelledStep], *,
