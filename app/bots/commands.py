@@ -68,16 +68,11 @@ def _engine(settings, character, offline: bool, candidates: Optional[int], save:
     from app.evidence import SentenceVectors
 
     vectors = SentenceVectors(library.embedder) if library.embedder is not None else None
-    retriever, scorer, exemplars = library.retriever(), None, None
-    try:   # the character's active tuning snapshot: verifier for best-of-N, re-ranker, exemplars
-        from app.tuning.snapshots import active_snapshot
+    from app.tuning.snapshots import tuned_parts   # the active snapshot: re-ranker, verifier, exemplars
 
-        snap = active_snapshot(settings, character.id)
-    except Exception as exc:  # a broken snapshot must not stop the answer
-        _notices().print(f"Tuning snapshot not used: {exc}", style="yellow", markup=False, highlight=False)
-        snap = None
-    if snap is not None:
-        retriever, scorer, exemplars = snap.wrap(retriever), snap.scorer(), snap.exemplar_source()
+    retriever, scorer, exemplars, _ = tuned_parts(
+        settings, character.id, library.retriever(),
+        warn=lambda msg: _notices().print(msg, style="yellow", markup=False, highlight=False))
     return Engine(retriever, backend, sink=sink, scorer=scorer, exemplars=exemplars, vectors=vectors,
                   candidates=candidates or settings.candidates_per_step, top_k=settings.top_k)
 

@@ -311,3 +311,18 @@ def active_snapshot(settings: Settings, character_id: str) -> LoadedSnapshot | N
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def tuned_parts(settings: Settings, character_id: str, retriever: Retriever,
+                warn=None) -> tuple[Retriever, VerifierScorer | None, SnapshotExemplars | None, str | None]:
+    """What the character's active snapshot gives a new engine: (retriever, scorer, exemplars,
+    snapshot id).  A broken snapshot is reported through ``warn`` and the untuned parts are used."""
+    try:
+        snap = active_snapshot(settings, character_id)
+    except Exception as exc:  # a broken snapshot must not stop an answer
+        if warn is not None:
+            warn(f"tuning snapshot for {character_id} not used: {exc}")
+        return retriever, None, None, None
+    if snap is None:
+        return retriever, None, None, None
+    return snap.wrap(retriever), snap.scorer(), snap.exemplar_source(), snap.id

@@ -68,21 +68,10 @@ class Services:
         """An Engine for one character (its active tuning snapshot applied) and the snapshot id."""
         from app.bots.engine import Engine
 
-        retriever = self.library().retriever()
-        scorer = exemplars = None
-        snapshot_id = None
-        try:
-            from app.tuning.snapshots import active_snapshot
+        from app.tuning.snapshots import tuned_parts
 
-            snap = active_snapshot(self.settings, character_id)
-        except Exception as exc:  # a broken snapshot must not stop the chat
-            log.warning("tuning snapshot for %s not used: %s", character_id, exc)
-            snap = None
-        if snap is not None:
-            snapshot_id = snap.id
-            scorer = snap.scorer()
-            retriever = snap.wrap(retriever)
-            exemplars = snap.exemplar_source()
+        retriever, scorer, exemplars, snapshot_id = tuned_parts(
+            self.settings, character_id, self.library().retriever(), warn=lambda msg: log.warning("%s", msg))
         engine = Engine(retriever, self.backend, sink=self.store, scorer=scorer, exemplars=exemplars,
                         candidates=self.settings.candidates_per_step, top_k=self.settings.top_k,
                         vectors=self.sentence_vectors())
