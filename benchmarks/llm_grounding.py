@@ -234,7 +234,6 @@ def report(args, character, questions, evidence, done, vectors) -> dict:
     fallback_a = 0
     for qa in questions:
         ev = evidence[qa.id]
-        first_s = done[("C", qa.id)]["first_s"]
         q_marks = {"b": [], "c": []}
         for step in steps[("A", qa.id)]:
             model_step = step.origin == "model"
@@ -289,8 +288,8 @@ def print_table(r: dict) -> None:
           f"SmolLM2-135M "
           f"(Q4_1) on llama.cpp (xllamacpp, {r['threads']} threads), top {r['top_k']} excerpts, "
           f"max {r['max_tokens']} tokens per candidate\n")
-    print(f"| setting | grounded | cites the marked paragraph | s / step |")
-    print(f"|---|---:|---:|---:|")
+    print("| setting | grounded | cites the marked paragraph | s / step |")
+    print("|---|---:|---:|---:|")
     names = {"a": "(a) unconstrained, first candidate (today)",
              "b": "(b) constrained, first candidate",
              "c": f"(c) constrained, best-of-{r['candidates']} by the verifier (cross-fitted)",

@@ -20,8 +20,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
-from app.bots.backends.base import (AnswerRequest, AnswerText, BackendError, Delta, Draft, Drafts,
-                                    StepRequest)
+from app.bots.backends.base import AnswerRequest, AnswerText, BackendError, Delta, Drafts, StepRequest
 from app.bots.backends.llmformat import (STEP_SCHEMA, answer_messages, labels_for, parse_step_output,
                                          step_messages, step_schema, stream_view)
 
