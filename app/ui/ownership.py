@@ -112,15 +112,19 @@ class OwnershipChecks:
         _, owner = await self.thread_owner(thread_id)
         return bool(who) and owner == who
 
-    async def check_step_write(self, who: Optional[str], step_id: Any) -> None:
+    async def _check_row_write(self, who: Optional[str], table: str, row_id: Any, what: str) -> None:
+        """Writing a row of ``table`` (steps, elements) needs the write right on its thread."""
         if who is None:
             return
-        if not isinstance(step_id, str) or not step_id:
-            raise AccessDenied("refused: no message given", 400)
-        row = await self._one('SELECT "threadId" FROM steps WHERE "id" = :id', id=step_id)
+        if not isinstance(row_id, str) or not row_id:
+            raise AccessDenied(f"refused: no {what} given", 400)
+        row = await self._one(f'SELECT "threadId" FROM {table} WHERE "id" = :id', id=row_id)
         if row is None:
-            raise AccessDenied("refused: no such message", 404)
+            raise AccessDenied(f"refused: no such {what}", 404)
         await self.check_thread_write(who, row.get("threadId"))
+
+    async def check_step_write(self, who: Optional[str], step_id: Any) -> None:
+        await self._check_row_write(who, "steps", step_id, "message")
 
     async def check_element_write(self, who: Optional[str], element_id: Any, thread_id: Any,
                                   props: Any = None) -> None:
@@ -139,14 +143,7 @@ class OwnershipChecks:
             raise AccessDenied("element refused: that element belongs to another conversation")
 
     async def check_element_delete(self, who: Optional[str], element_id: Any) -> None:
-        if who is None:
-            return
-        if not isinstance(element_id, str) or not element_id:
-            raise AccessDenied("refused: no element id", 400)
-        row = await self._one('SELECT "threadId" FROM elements WHERE "id" = :id', id=element_id)
-        if row is None:
-            raise AccessDenied("refused: no such element", 404)
-        await self.check_thread_write(who, row.get("threadId"))
+        await self._check_row_write(who, "elements", element_id, "element")
 
     async def check_feedback_write(self, who: Optional[str], for_id: Any, feedback_id: Any,
                                    value: Any, comment: Any) -> None:
