@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from app.analyzer import normalize, split_sentences, terms
+from app.analyzer import is_korean, normalize, split_sentences, terms
 from app.domain import Excerpt
 
 MIN_WORDS = 3
@@ -37,6 +37,7 @@ EMBED_LIMIT = 6           # sentences per step whose meaning is compared; the re
 RELEVANCE_WEIGHTS = {"cov": 1.0, "cov_win": 0.35, "bigrams": 0.1, "cos_q": 0.8, "cos_step": 0.2,
                      "excerpt_fused": 0.55, "excerpt_cov": 0.35}
 SQUARED = frozenset({"cov", "cov_win", "excerpt_cov"})
+MARGIN_KEYS = ("cov", "cov_win", "cos_q", "excerpt_cov", "relevance")
 
 
 def relevance(features: dict[str, float], *, meaning: bool = True) -> float:
@@ -116,7 +117,7 @@ class SentencePool:
         raw: list[tuple[int, int, Excerpt, str]] = []
         for rank, ex in enumerate(self.excerpts):
             sents = split_sentences(ex.text)
-            kept = [s for s in sents if len(s.split()) >= MIN_WORDS or _is_hangul(s)] or sents[:1]
+            kept = [s for s in sents if len(s.split()) >= MIN_WORDS or is_korean(s)] or sents[:1]
             raw += [(rank, pos, ex, s) for pos, s in enumerate(kept)]
         sent_terms = [terms(s) for *_, s in raw]
         idf = _idf(sent_terms + [terms(e.text) for e in self.excerpts])
@@ -124,7 +125,8 @@ class SentencePool:
         self._idf, self._default = idf, default
         self._vectors = vectors
         self._step_text = step_text
-        ex_stats = self._excerpt_stats()
+        self._best: dict[str, float] = {}
+        ex_stats = self._ex_stats = self._excerpt_stats()
         for i, ((rank, pos, ex, text), t) in enumerate(zip(raw, sent_terms)):
             nxt = sent_terms[i + 1] if i + 1 < len(raw) and raw[i + 1][0] == rank else []
             tset = set(t)
@@ -172,18 +174,17 @@ class SentencePool:
     def _add_margins(self) -> None:
         if not self.sentences:
             return
-        for key in ("cov", "cov_win", "cos_q", "excerpt_cov"):
-            best = max(s.features[key] for s in self.sentences)
-            for s in self.sentences:
-                s.features[f"{key}_margin"] = s.features[key] - best
         for s in self.sentences:
-            s.relevance = relevance(s.features)
-        order = sorted(self.sentences, key=lambda s: -s.relevance)
-        best_rel = order[0].relevance
-        for place, s in enumerate(order):
-            s.features["relevance"] = s.relevance
-            s.features["relevance_margin"] = s.relevance - best_rel
+            s.relevance = s.features["relevance"] = relevance(s.features)
+        self._best = {key: max(s.features[key] for s in self.sentences) for key in MARGIN_KEYS}
+        for place, s in enumerate(sorted(self.sentences, key=lambda s: -s.relevance)):
+            self._relate(s.features)
             s.features["relevance_rank"] = 1.0 / (1 + place)
+
+    def _relate(self, f: dict[str, float]) -> None:
+        """Margins of a feature dict to the pool's best sentence (0 for the best itself)."""
+        for key in MARGIN_KEYS:
+            f[f"{key}_margin"] = f.get(key, 0.0) - self._best.get(key, f.get(key, 0.0))
 
     def ranked(self) -> list[Sentence]:
         """Sentences, most relevant first (ties: retrieval order, then position)."""
@@ -215,19 +216,15 @@ class SentencePool:
         t = terms(quote)
         f = {"cov": _coverage(self.q_terms, set(t), self._idf, self._default),
              "bigrams": float(len(self.q_bigrams & set(zip(t, t[1:])))),
-             "log_words": math.log1p(len(quote.split())), **self._excerpt_stats()[ex_rank]}
+             "log_words": math.log1p(len(quote.split())), **self._ex_stats[ex_rank]}
         f["cov_win"] = f["cov"]
         if self._vectors is not None:
             v = self._vectors.vectors([quote])[0]
             f["cos_q"] = float(v @ self._vectors.query(self.question))
             if self._step_text.strip():
                 f["cos_step"] = float(v @ self._vectors.query(self._step_text))
-        for key in ("cov", "cov_win", "cos_q", "excerpt_cov"):
-            best = max((s.features[key] for s in self.sentences), default=f.get(key, 0.0))
-            f[f"{key}_margin"] = f.get(key, 0.0) - best
         f["relevance"] = relevance(f)
-        best_rel = max((s.relevance for s in self.sentences), default=f["relevance"])
-        f["relevance_margin"] = f["relevance"] - best_rel
+        self._relate(f)
         f["relevance_rank"] = 1.0 / (1 + sum(1 for s in self.sentences if s.relevance > f["relevance"]))
         return f
 
@@ -239,7 +236,3 @@ class SentencePool:
             if f and (not best or f.get("relevance", 0.0) > best.get("relevance", 0.0)):
                 best = f
         return {f"ev_{k}": v for k, v in best.items()}
-
-
-def _is_hangul(text: str) -> bool:
-    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
