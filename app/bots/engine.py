@@ -160,11 +160,12 @@ class Engine:
             log.warning("retrieval failed (%s) for %r; retrying with the question alone", exc, query[:60])
             excerpts = list(self.retriever.retrieve(f"{question} {proc.search}".strip()[:500],
                                                     top_k=self.top_k, book_ids=books))
+        focus: list[Excerpt] = []
         if earlier:   # a later step also sees the question's own best passages: the chain cannot drift off them
-            focus = self.retriever.retrieve(f"{question} {proc.search}".strip()[:500], top_k=self.top_k,
-                                            book_ids=books)
+            focus = list(self.retriever.retrieve(f"{question} {proc.search}".strip()[:500], top_k=self.top_k,
+                                                 book_ids=books))
             have = {e.id for e in focus}
-            excerpts = list(focus) + [e for e in excerpts if e.id not in have]
+            excerpts = focus + [e for e in excerpts if e.id not in have]
         retrieval_ms = (time.perf_counter() - t0) * 1000
         exemplars = []
         if self.exemplars is not None:
@@ -179,7 +180,7 @@ class Engine:
             request = StepRequest(character=character, question=question, step=proc, step_index=index,
                                   excerpts=excerpts, earlier=list(earlier), history=list(history),
                                   n=self.candidates, retry=attempt > 0, exemplars=exemplars,
-                                  evidence=evidence)
+                                  evidence=evidence, focus=[e.id for e in focus])
             drafts: list[Draft] = []
             for item in self._generate(backend, request, index, started):
                 if isinstance(item, list):

@@ -46,10 +46,42 @@ def test_earlier_quotes_are_not_repeated_and_answer_builds_on_steps(holmes, retr
     cited = [s.citations[0].excerpt_id for s in turn.steps]
     assert len(set(cited)) == len(cited)                 # no step re-cites a passage another step used
     # the conclusion is the quote that answers the question best, not the last step's
-    assert conclusion(turn.steps) == "You have been in Afghanistan, I perceive."
+    assert conclusion(turn.steps).startswith("You have been in Afghanistan, I perceive.")
     assert turn.answer.startswith("Data: ")              # the card's template, which lists the other points
-    for q in quotes:
-        assert (q in turn.answer) == (q != conclusion(turn.steps))
+    for q in quotes:                                     # the conclusion is not repeated as a point
+        assert (q in turn.answer) == (not conclusion(turn.steps).startswith(q))
+
+
+def test_conclusion_adds_the_sentence_that_follows_when_short(holmes):
+    from app.bots.backends.extractive import conclusion
+
+    teller = replace(holmes, id="teller", templates={})
+    story = [make_excerpt("t#1", "Why was the old king so angry that morning? Somebody had stolen his golden crown. "
+                                 "The queen laughed at him for days and weeks on end."),
+             make_excerpt("t#2", "The gardener planted roses by the gate.")]
+    turn = Engine(FakeRetriever(story), ExtractiveBackend(), candidates=2).answer(
+        teller, "Why was the old king angry?")
+    final = conclusion(turn.steps)
+    # the quote that matches the question, and the sentence after it that answers it: still verbatim
+    assert final == "Why was the old king so angry that morning? Somebody had stolen his golden crown."
+    assert quote_in_text(final, story[0].text) and final in turn.answer
+    long = [make_excerpt("t#1", "Why was the old king so angry? " + " ".join(["word"] * 45) + ".")]
+    turn = Engine(FakeRetriever(long), ExtractiveBackend(), candidates=1).answer(teller, "Why was the king angry?")
+    assert conclusion(turn.steps) == "Why was the old king so angry?"      # too long together: the quote alone
+
+
+def test_later_steps_cover_the_questions_best_passages(holmes):
+    # five passages; the question's retrieval ranks p1..p5.  Whatever step 1 picks, the later steps
+    # take the best of the question's top three it left, so the cited passages cover them.
+    story = [make_excerpt(f"p{i}", f"The miller's daughter spun straw number {i} in the tower room.")
+             for i in range(1, 6)]
+    turn = Engine(FakeRetriever(story), ExtractiveBackend(), candidates=3).answer(
+        holmes, "What did the miller's daughter spin in the tower?")
+    cited = [s.citations[0].excerpt_id for s in turn.steps if s.citations]
+    top3 = [e.id for e in FakeRetriever(story).retrieve("What did the miller's daughter spin in the tower?",
+                                                        top_k=3)]
+    assert len(set(cited[:3])) == 3
+    assert set(top3) - set(cited[:1]) <= set(cited[:3])
 
 
 def test_long_sentences_are_cut_to_a_verbatim_prefix(holmes):

@@ -33,6 +33,7 @@ class StepRequest:
     retry: bool = False                      # the first round had no valid citation
     exemplars: Sequence[Exemplar] = ()       # editors' approved/corrected steps for similar questions
     evidence: "SentencePool | None" = None   # the step's scored sentences (app.evidence), if the engine has them
+    focus: Sequence[str] = ()                # ids of the question's own best passages, best first (later steps)
 
 
 def step_text(step: ProcedureStep) -> str:

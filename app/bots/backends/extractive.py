@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from app.bots.backends.base import AnswerRequest, AnswerText, Delta, Draft, Drafts, StepRequest, step_text
-from app.analyzer import normalize
+from app.analyzer import normalize, split_sentences
 from app.evidence import SentencePool, SentenceVectors
 from app.domain import Character, Citation, Excerpt, ProcedureStep
 
@@ -32,6 +32,8 @@ DEFAULT_TEMPLATES = {
 }
 
 MAX_WORDS = 60
+FOCUS_PASSAGES = 3      # a later step's first choice: the question's best passages no step has cited
+CONCLUSION_WORDS = 40   # the conclusion also quotes the sentence after the best one when both fit
 MAX_POINTS = 3          # quotes the offline answer repeats before its conclusion
 
 
@@ -92,24 +94,29 @@ class ExtractiveBackend:
         return SentencePool(request.question, request.excerpts, step_text=step_text(request.step),
                             vectors=self.vectors)
 
-    def rank_sentences(self, request: StepRequest) -> list[tuple[float, Excerpt, str]]:
-        """Sentences of this step's excerpts, most relevant to the question first (``app.evidence``).
+    def rank_sentences(self, request: StepRequest) -> list[tuple[int, float, Excerpt, str]]:
+        """(tier, relevance, excerpt, quote) of this step's sentences, best first (``app.evidence``).
 
         A sentence an earlier step quoted is never offered again, and a passage an earlier step
-        cited comes after every passage no step has cited yet.  Excerpts of the exemplars (steps
-        editors approved for similar questions) get a small bonus."""
+        cited comes after every passage no step has cited yet.  A later step first looks in the
+        question's own best passages (``request.focus``) that no step has cited, so that the
+        steps together cover the passages the question points to.  Excerpts of the exemplars
+        (steps editors approved for similar questions) get a small bonus."""
         used = {normalize(c.quote) for s in request.earlier for c in s.citations if c.valid}
         cited = {c.excerpt_id for s in request.earlier for c in s.citations if c.valid}
+        focus = set(request.focus[:FOCUS_PASSAGES]) - cited
         preferred = {eid for ex in request.exemplars for eid in ex.excerpt_ids}
-        ranked: list[tuple[bool, float, int, int, Excerpt, str]] = []
+        ranked: list[tuple[int, float, int, int, Excerpt, str]] = []
         for sent in self.pool(request).sentences:
             quote = _fit(sent.text)
             if normalize(quote) in used:
                 continue
-            score = sent.relevance + (0.1 if sent.excerpt.id in preferred else 0.0)
-            ranked.append((sent.excerpt.id in cited, -score, sent.rank, sent.position, sent.excerpt, quote))
+            eid = sent.excerpt.id
+            score = sent.relevance + (0.1 if eid in preferred else 0.0)
+            tier = 2 if eid in cited else int(bool(focus) and eid not in focus)
+            ranked.append((tier, -score, sent.rank, sent.position, sent.excerpt, quote))
         ranked.sort(key=lambda r: r[:4])
-        return [(-neg, e, text) for _, neg, _, _, e, text in ranked]
+        return [(tier, -neg, e, text) for tier, neg, _, _, e, text in ranked]
 
     def drafts(self, request: StepRequest) -> list[Draft]:
         c = request.character
@@ -119,25 +126,27 @@ class ExtractiveBackend:
             text = _fill(_template(c, "no_evidence"), step=request.step.name, question=request.question,
                          name=c.name, instruction=request.step.instruction)
             return [Draft(text, [])]
-        # candidate i leads with the i-th best sentence, preferring a new excerpt each time
-        leads: list[tuple[float, Excerpt, str]] = []
+        # candidates come from the best tier only; candidate i leads with the i-th best sentence,
+        # preferring a new excerpt each time
+        tier = [item for item in ranked if item[0] == ranked[0][0]]
+        leads: list[tuple[int, float, Excerpt, str]] = []
         seen_excerpts: set[str] = set()
-        for item in ranked:
-            if item[1].id not in seen_excerpts:
+        for item in tier:
+            if item[2].id not in seen_excerpts:
                 leads.append(item)
-                seen_excerpts.add(item[1].id)
+                seen_excerpts.add(item[2].id)
             if len(leads) == n:
                 break
-        for item in ranked:
+        for item in tier:
             if len(leads) >= n:
                 break
             if item not in leads:
                 leads.append(item)
         out: list[Draft] = []
-        for _, excerpt, sentence in leads:
+        for _, _, excerpt, sentence in leads:
             quotes = [sentence]
             if self.quotes_per_step > 1:
-                quotes += [s for _, e, s in ranked if e.id == excerpt.id and s != sentence]
+                quotes += [s for _, _, e, s in ranked if e.id == excerpt.id and s != sentence]
                 quotes = quotes[:self.quotes_per_step]
             quote = " \u2026 ".join(quotes)
             text = _fill(_template(c, "step", request.step.name), quote=quote, book=excerpt.book_title
@@ -167,12 +176,14 @@ class ExtractiveBackend:
             return _fill(_template(character, "no_evidence"), step=_no_step(character), question=question,
                          name=character.name)
         best = _best_supported(cited)
-        _, conclusion, excerpt = cited[best]
+        _, quoted, excerpt = cited[best]
+        final = _with_next_sentence(quoted.quote, excerpt)
         points = [_fill(_template(character, "point"), quote=cit.quote, step=step.name,
                         book=ex.book_title or ex.book_id, chapter=_chapter(ex), location=ex.location.label(),
                         question=question, name=character.name)
-                  for n, (step, cit, ex) in enumerate(cited) if n != best][:MAX_POINTS]
-        return _fill(_template(character, "answer"), points=" ".join(points), conclusion=conclusion.quote,
+                  for n, (step, cit, ex) in enumerate(cited)
+                  if n != best and normalize(cit.quote) not in normalize(final)][:MAX_POINTS]
+        return _fill(_template(character, "answer"), points=" ".join(points), conclusion=final,
                      first_quote=cited[0][1].quote, question=question, name=character.name,
                      book=excerpt.book_title or excerpt.book_id, chapter=_chapter(excerpt))
 
@@ -201,7 +212,22 @@ def _support(step) -> float:
 def conclusion(steps: Sequence) -> str:
     """The quote an offline answer concludes with (what evaluations compare with gold answers)."""
     cited = _step_quotes(steps)
-    return cited[_best_supported(cited)][1].quote if cited else ""
+    if not cited:
+        return ""
+    _, quoted, excerpt = cited[_best_supported(cited)]
+    return _with_next_sentence(quoted.quote, excerpt)
+
+
+def _with_next_sentence(quote: str, excerpt: Excerpt) -> str:
+    """The best-supported quote, and the sentence after it in its passage when both fit in
+    CONCLUSION_WORDS: in a story the sentence that matches a question is often followed by the
+    one that answers it (chosen on FairytaleQA train stories).  Still a verbatim piece of the book."""
+    sentences = split_sentences(excerpt.text)
+    for sentence, following in zip(sentences, sentences[1:]):
+        if _fit(sentence) == quote:
+            joined = f"{sentence.strip()} {following.strip()}"
+            return _fit(joined) if len(joined.split()) <= CONCLUSION_WORDS else quote
+    return quote
 
 
 def _best_supported(cited: Sequence[tuple[object, Citation, Excerpt]]) -> int:
