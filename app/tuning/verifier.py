@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from app.analyzer import normalize
-from app.bots.grounding import candidate_features
+from app.bots.grounding import candidate_features, grounding_score
 from app.domain import Candidate, Citation, Excerpt, ProcedureStep, ReviewKind, ReviewSource, Review
 from app.evidence import Sentence, SentencePool, SentenceVectors
 from app.tuning.labels import LabelledStep
@@ -28,6 +28,7 @@ from app.tuning.text import content_tokens, overlap, tokens
 MAX_STEP_INDEX = 6
 READER_WEIGHT = 0.5          # a reader's thumb counts half an editor's rating
 GROUNDING_KEYS = ("token_overlap", "quote_coverage", "best_cited_rank_recip", "valid_fraction")
+UNTUNED = "untuned_score"    # the untuned scorer's own score: what the fit starts from and is pulled back to
 
 
 def step_features(*, question: str, step_index: int, candidate: Candidate,
@@ -54,6 +55,7 @@ def step_features(*, question: str, step_index: int, candidate: Candidate,
     f["valid_share"] = len(valid) / len(cits) if cits else 0.0
     f["log_len"] = math.log1p(len(tokens(candidate.text)))
     f["q_text_overlap"] = overlap(content_tokens(question), content_tokens(candidate.text))
+    f[UNTUNED] = grounding_score({**stored, "grounded": f["grounded"]})
     return f
 
 
@@ -76,8 +78,10 @@ def review_examples(item: LabelledStep, vectors: SentenceVectors | None = None
 
     An editor's +1/0 prefers the kept candidate; a -1 with a correction that quotes a sentence
     of the step's excerpts prefers that sentence (added to the list when no sibling quoted it),
-    and the correction is also a positive row; a -1 alone prefers any sibling over the kept
-    one.  A reader's thumb counts ``READER_WEIGHT``."""
+    and the correction is also a positive row; a -1 alone is a label for the kept candidate but
+    no choice (it does not say which sibling was right: in train-story experiments, reading it as
+    "any sibling" taught the verifier to avoid relevant sentences).  A reader's thumb counts
+    ``READER_WEIGHT``."""
     excerpts = retrieval_order(item.step.excerpts)
     pool = SentencePool(item.question, excerpts, step_text=item.step_text, vectors=vectors)
     weight = READER_WEIGHT if item.kind is ReviewKind.reader else 1.0
@@ -103,8 +107,8 @@ def review_examples(item: LabelledStep, vectors: SentenceVectors | None = None
             at = len(rows) - 1
         examples.append((rows[at], 1, 1.0))
         target = [at]
-    elif not item.good:
-        target, exact = [k for k in range(len(rows)) if k != chosen], False
+    elif not item.good:     # "not this one" does not say which sibling: a label, but no choice to learn
+        return None, examples
     return CandidateList(rows, target, exact, weight), examples
 
 
@@ -191,7 +195,7 @@ def fit_verifier(items: Sequence[LabelledStep], vectors, *, l2: float) -> Linear
         candidate_list, examples = review_examples(item, vectors)
         lists.append(candidate_list)
         rows += examples
-    model = fit_listwise(lists, rows, l2=l2, anchor="ev_relevance")
+    model = fit_listwise(lists, rows, l2=l2, anchor=UNTUNED)
     model.extra["rows"] = {"reviews": len(items), "corrections": len(rows) - len(items)}
     return model
 

@@ -98,7 +98,7 @@ def test_verifier_trained_on_some_stories_never_sees_ids_or_text_of_others(data)
     train_words = {w for s in train for _, text in s.sections for w in text.lower().split()}
     for name in names:     # a fixed schema of evidence/grounding features: no id, no book's words
         assert name.split("_")[0] in {"ev", "step", "grounded", "valid", "log", "q", "token", "quote",
-                                      "best"}, name
+                                      "best", "untuned"}, name
         assert "#" not in name and not any(s.name in name for s in train)
     artefact = json.dumps({"names": names, "extra": parts.verifier.extra})
     for story in val:
