@@ -183,3 +183,4 @@ class TuningSnapshot(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     artifact_path: Mapped[str] = mapped_column(Text, default="")
+    artefacts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)   # file name -> text

@@ -70,13 +70,16 @@ def uncertainty_priority(scorer: VerifierScorer) -> Callable[[Turn], float]:
     return priority
 
 
-def snapshot_priority(settings: Settings, fallback: Callable[[Turn], float] | None = None) -> Callable[[Turn], float]:
+def snapshot_priority(settings: Settings, fallback: Callable[[Turn], float] | None = None, *,
+                      snapshots=None) -> Callable[[Turn], float]:
     """Queue priority for *new* turns: the active snapshot's verifier uncertainty for the turn's
-    character, else `fallback` (the store's default).  Pass it as ``ReviewStore(url, priority=...)``."""
+    character, else `fallback` (the store's default).  Pass it as ``ReviewStore(url, priority=...)``.
+    ``snapshots``: character id -> active snapshot (``SharedSnapshots``; default the data dir's)."""
     from app.tuning.snapshots import active_snapshot
 
     def priority(turn: Turn) -> float:
-        snap = active_snapshot(settings, turn.character_id)
+        snap = (snapshots(turn.character_id) if snapshots is not None
+                else active_snapshot(settings, turn.character_id))
         scorer = snap.scorer() if snap is not None else None
         if scorer is None:
             return fallback(turn) if fallback is not None else 0.0
