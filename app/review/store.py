@@ -254,6 +254,8 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
         reviewer = review.reviewer.strip()
         tags = [FaultTag(t).value for t in review.fault_tags]
         now = _now()
+        if self.engine.dialect.name == "postgresql":
+            return self._record_in_one_statement(review, kind, source, reviewer, tags, now)
         with self._tx() as s:
             step = s.get(StepRow, review.step_id)
             if step is None:
@@ -275,6 +277,24 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
             if kind == ReviewKind.editor.value and source == ReviewSource.human.value:
                 self._refresh_inferred(s, step.turn_id, reviewer, now)
             return review_from_row(row)
+
+    def _record_in_one_statement(self, review: Review, kind: str, source: str, reviewer: str,
+                                 tags: list[str], now: datetime) -> Review:
+        """PostgreSQL: one atomic statement, no BEGIN/COMMIT round trips (``pg_record``)."""
+        import json
+
+        from app.review.pg_record import RECORD
+
+        params = dict(step_id=review.step_id, reviewer=reviewer, kind=kind, rating=review.rating,
+                      correction=review.correction or "", tags=json.dumps(tags), source=source, now=now,
+                      refresh=kind == ReviewKind.editor.value and source == ReviewSource.human.value)
+        with unavailable_as_error(str(self.engine.url)), \
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.execute(RECORD, params).first()
+        if row is None:
+            raise ReviewError(f"unknown step id {review.step_id!r}: it was never saved (or was "
+                              "deleted); reload the turn and review again")
+        return review_from_row(row)
 
     @staticmethod
     def _refresh_inferred(s: Session, turn_id: str, reviewer: str, now: datetime) -> None:
