@@ -11,6 +11,8 @@ it once for everybody.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import Column, DateTime, Engine, LargeBinary, String, Table, Text, insert, select
@@ -49,3 +51,21 @@ def shared_value(engine: Engine, key: str, make: Callable[[], str]) -> str:
         pass
     with engine.connect() as conn:
         return conn.scalar(select(app_meta.c.value).where(app_meta.c.key == key))
+
+
+def import_element_files(engine: Engine, folder: Path) -> int:
+    """Copy element payload files kept under ``folder`` (before migration 0005) into ``element_files``;
+    object keys are the paths relative to the folder.  Keys already stored are left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    with engine.connect() as conn:
+        known = set(conn.scalars(select(element_files.c.object_key)))
+    rows = [{"object_key": key, "data": path.read_bytes(), "mime": "application/octet-stream",
+             "updated_at": datetime.now(timezone.utc)}
+            for path in sorted(folder.rglob("*")) if path.is_file()
+            for key in [path.relative_to(folder).as_posix()] if key not in known]
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(element_files), rows)
+    return len(rows)

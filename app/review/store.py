@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
@@ -25,23 +25,20 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain import (Candidate, Citation, Excerpt, FaultTag, Location, RetrievalScores, Review,
-                        ReviewKind, ReviewSource, Role, Step, Turn)
+from app.domain import Candidate, Citation, FaultTag, Review, ReviewKind, ReviewSource, Role, Step, Turn
 from app.review.accounts import AccountsMixin
 from app.review.db import StoreUnavailable, make_engine, unavailable_as_error
+from app.review.exports import iter_turn_records
 from app.review.models import (MAX_CORRECTION_CHARS, MAX_NAME_CHARS, CandidateRow, CitationRow,
                                Conversation, ReviewHistoryRow, ReviewRow, StepRow, TurnRow)
 from app.review.queue import QueueMixin, least_grounded_first
+from app.review.rows import ReviewError, aware, excerpt_from_json, excerpt_to_json, review_from_row
 from app.review.snapshots import SnapshotsMixin
 
 log = logging.getLogger(__name__)
 EDITOR_RATINGS = (-1, 0, 1)
 READER_RATINGS = (-1, 1)
 __all__ = ["ReviewStore", "ReviewError", "StoreUnavailable", "HistoryEntry"]
-
-
-class ReviewError(ValueError):
-    """A review was refused; the message says why.  Nothing was stored."""
 
 
 @dataclass(frozen=True)
@@ -60,31 +57,6 @@ class HistoryEntry:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is not None and dt.tzinfo is None:       # SQLite gives naive datetimes back
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
-
-
-def review_from_row(row: ReviewRow) -> Review:
-    return Review(step_id=row.step_id, reviewer=row.reviewer, kind=ReviewKind(row.kind),
-                  rating=row.rating, correction=row.correction or "",
-                  fault_tags=tuple(FaultTag(t) for t in row.fault_tags or ()),
-                  source=ReviewSource(row.source), id=row.id,
-                  created_at=_aware(row.created_at), updated_at=_aware(row.updated_at))
-
-
-def excerpt_to_json(e: Excerpt) -> dict[str, Any]:
-    return {"id": e.id, "book_id": e.book_id, "text": e.text, "book_title": e.book_title,
-            "location": asdict(e.location), "scores": asdict(e.scores) if e.scores else None}
-
-
-def excerpt_from_json(d: dict[str, Any]) -> Excerpt:
-    return Excerpt(id=d["id"], book_id=d["book_id"], text=d["text"], book_title=d.get("book_title", ""),
-                   location=Location(**d["location"]),
-                   scores=RetrievalScores(**d["scores"]) if d.get("scores") else None)
 
 
 class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
@@ -173,7 +145,7 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
                 select(StepRow).where(StepRow.turn_id == turn_id).order_by(StepRow.idx))))
             return Turn(id=row.id, conversation_id=row.conversation_id, character_id=row.character_id,
                         question=row.question, steps=steps, answer=row.answer, backend=row.backend,
-                        snapshot_id=row.snapshot_id, created_at=_aware(row.created_at),
+                        snapshot_id=row.snapshot_id, created_at=aware(row.created_at),
                         user_id=row.user_id)
 
     def get_step(self, step_id: str) -> Step | None:
@@ -369,20 +341,27 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
                                  kind=ReviewKind(h.kind), rating=h.rating, correction=h.correction,
                                  fault_tags=tuple(FaultTag(t) for t in h.fault_tags or ()),
                                  source=ReviewSource(h.source), action=h.action,
-                                 recorded_at=_aware(h.recorded_at))
+                                 recorded_at=aware(h.recorded_at))
                     for h in s.scalars(q.order_by(ReviewHistoryRow.id))]
+
+    def iter_reviewed_turns(self, character: str | None = None, *, include_readers: bool = False,
+                            include_machine: bool = False, batch: int = 200
+                            ) -> Iterator[tuple[Turn, dict[str, list[Review]]]]:
+        """(full turn, step id -> all its reviews) for every turn an editor reviewed (or a reader
+        thumbed, with `include_readers`; machine labels count with `include_machine`), oldest
+        first.  The one reader of labelled steps: tuning and `iter_labelled_steps` use it."""
+        for rec in iter_turn_records(self.engine, character=character, include_machine=include_machine,
+                                     include_readers=include_readers, batch=batch):
+            turn = self.get_turn(rec.turn_id)
+            if turn is not None:
+                yield turn, self.reviews_for_turn(rec.turn_id)
 
     def iter_labelled_steps(self, character: str | None = None, *, include_machine: bool = False,
                             batch: int = 200) -> Iterator[tuple[str, str, Step, list[Review]]]:
         """(character_id, question, full step, all its reviews) for every step of turns an editor
         reviewed, oldest turn first; machine labels only with `include_machine`."""
-        from app.review.exports import iter_turn_records
-
-        for rec in iter_turn_records(self.engine, character=character, include_machine=include_machine,
-                                     batch=batch):
-            turn = self.get_turn(rec.turn_id)
-            reviews = self.reviews_for_turn(rec.turn_id)
-            for step in turn.steps if turn else ():
+        for turn, reviews in self.iter_reviewed_turns(character, include_machine=include_machine, batch=batch):
+            for step in turn.steps:
                 mine = [r for r in reviews.get(step.id, [])
                         if include_machine or r.source is not ReviewSource.machine]
                 if mine:

@@ -32,18 +32,12 @@ def _chosen(step) -> Candidate:
 def collect_labelled_steps(store, character_id: str,
                            character: Character | None = None) -> list[LabelledStep]:
     """Every reviewed step of the character's turns (full steps: candidates, features, excerpts)."""
-    from app.review.exports import iter_turn_records
-
     build_query = None
     if character is not None:
         from app.bots.backends.base import step_text
         from app.bots.engine import build_query
     items: list[LabelledStep] = []
-    for record in iter_turn_records(store.engine, character=character_id, include_readers=True):
-        turn = store.get_turn(record.turn_id)
-        if turn is None:
-            continue
-        reviews = store.reviews_for_turn(turn.id)          # editors and readers alike
+    for turn, reviews in store.iter_reviewed_turns(character_id, include_readers=True):   # editors and readers
         labelled = label_steps((turn.character_id, turn.question, step, reviews.get(step.id, []))
                                for step in turn.steps)
         for item in labelled:

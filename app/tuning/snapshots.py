@@ -371,6 +371,24 @@ class SharedSnapshots:
     __call__ = active
 
 
+def share_snapshots(settings: Settings, store) -> tuple[list[str], list[str]]:
+    """Copy this data dir's snapshots (files included) into the store's table; make each character's
+    active one active there unless the table already names one.  Returns (added ids, activated ids)."""
+    known = {info.id for info in store.list_snapshots()}
+    mirror = StoreMirror(store)
+    added, activated = [], []
+    for character_id in list_characters(settings):
+        for meta in list_snapshots(settings, character_id):
+            if meta.id not in known:
+                mirror.add(meta, character_dir(settings, character_id) / meta.version)
+                added.append(meta.id)
+        version = active_version(settings, character_id)
+        if version and store.active_snapshot(character_id) is None:
+            store.activate_snapshot(f"{character_id}@{version}")
+            activated.append(f"{character_id}@{version}")
+    return added, activated
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
