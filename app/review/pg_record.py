@@ -33,6 +33,11 @@ WITH step AS (
   INSERT INTO review_history ({_HIST})
   SELECT id, step_id, reviewer, kind, rating, correction, fault_tags, source,
          CASE WHEN EXISTS (SELECT 1 FROM prior) THEN 'update' ELSE 'create' END, :now FROM up
+), need AS (          -- early-stop labels can change only after a -1 now or earlier
+  SELECT :refresh AND ((:rating = -1 AND :source = 'human') OR EXISTS (
+    SELECT 1 FROM reviews r JOIN step ON r.turn_id = step.turn_id
+    WHERE r.reviewer = :reviewer AND r.kind = 'editor' AND r.step_id <> :step_id
+      AND (r.source = 'inferred' OR (r.source = 'human' AND r.rating = -1)))) AS yes
 ), fw AS (
   SELECT LEAST(
     (SELECT min(s.idx) FROM reviews r JOIN turn_steps s ON s.id = r.step_id JOIN step ON r.turn_id = step.turn_id
@@ -41,7 +46,7 @@ WITH step AS (
     (SELECT idx FROM step WHERE :rating = -1 AND :source = 'human')) AS idx
 ), gone AS (
   DELETE FROM reviews r USING turn_steps s, step
-  WHERE :refresh AND s.id = r.step_id AND r.turn_id = step.turn_id AND r.reviewer = :reviewer
+  WHERE (SELECT yes FROM need) AND s.id = r.step_id AND r.turn_id = step.turn_id AND r.reviewer = :reviewer
     AND r.kind = 'editor' AND r.source = 'inferred' AND r.step_id <> :step_id
     AND ((SELECT idx FROM fw) IS NULL OR s.idx <= (SELECT idx FROM fw))
   RETURNING r.*
@@ -49,7 +54,7 @@ WITH step AS (
   INSERT INTO reviews ({_COLS})
   SELECT s.id, s.turn_id, :reviewer, 'editor', -1, '', CAST('[]' AS json), 'inferred', :now, :now
   FROM turn_steps s JOIN step ON s.turn_id = step.turn_id
-  WHERE :refresh AND s.idx > (SELECT idx FROM fw) AND s.id <> :step_id
+  WHERE (SELECT yes FROM need) AND s.idx > (SELECT idx FROM fw) AND s.id <> :step_id
     AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.step_id = s.id AND r.reviewer = :reviewer
                     AND r.kind = 'editor')
   ON CONFLICT (step_id, reviewer, kind) DO NOTHING
