@@ -160,16 +160,21 @@ async def reviews_through_servers(bases: list[str], editors: int, per_editor: in
                 steps = [e["props"]["step_id"] for e in timing.elements if e["name"] == "StepReview"]
             finally:
                 await ready.put(i)              # has an answer to review (or failed): the clock may start
-            await gate.wait()
-            took = []
+        await gate.wait()
+        took = []
+        async with httpx.AsyncClient(timeout=60) as http:   # fresh: the server closes idle keep-alives
             for k in range(per_editor):
                 t = time.perf_counter()
-                out = await client.call_action(http, "review_step", {
-                    "step_id": steps[k % len(steps)], "kind": "editor", "rating": (1, 0, -1, 1)[k % 4],
-                    "correction": "fix" if k % 4 == 2 else "", "fault_tags": []})
+                try:
+                    out = await client.call_action(http, "review_step", {
+                        "step_id": steps[k % len(steps)], "kind": "editor", "rating": (1, 0, -1, 1)[k % 4],
+                        "correction": "fix" if k % 4 == 2 else "", "fault_tags": []})
+                except httpx.HTTPError as exc:
+                    print(f"  review failed: {exc!r}")
+                    continue
                 if out.get("response", {}).get("ok"):
                     took.append(time.perf_counter() - t)
-            await client.close()
+        await client.close()
         return took
 
     gate, ready = asyncio.Event(), asyncio.Queue()
@@ -222,7 +227,8 @@ def main() -> None:
                 for n in args.sessions:
                     row = asyncio.run(level(bases, n, args.questions, meter))
                     rows.append(row)
-                    print(f"  {count} instance(s), {n} chat(s): {row['answers']} answers in {row['wall_s']:.1f}s")
+                    print(f"  {count} instance(s), {n} chat(s): {row['answers']} answers in {row['wall_s']:.1f}s; "
+                          f"{row}", flush=True)
             review_row = asyncio.run(reviews_through_servers([b for _, b in procs[:max(args.instances)]],
                                                              args.editors, args.reviews))
         finally:

@@ -85,7 +85,7 @@ async def record(services: Services, payload: Any) -> dict[str, Any]:
     except Exception as exc:
         log.exception("review not stored")
         return {"ok": False, "error": f"review not stored (database problem): {exc}"}
-    await render.refresh_controls(services.store, entry["turn_id"])
+    await render.refresh_controls(services.store, entry["turn_id"], role)
     if stored.kind == ReviewKind.editor and stored.rating == -1:
         message = "Recorded −1: the later steps of this turn now count as wrong."
     else:
