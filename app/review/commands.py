@@ -73,9 +73,10 @@ def db_current() -> None:
 def db_move_data_dir(source: Optional[Path] = typer.Option(
         None, "--from", help="The one-machine data dir to move (default: BOOKBOT_DATA_DIR).")) -> None:
     """Move a one-machine data dir's shared state into BOOKBOT_DATABASE_URL (PostgreSQL) and
-    BOOKBOT_CHROMA_URL: books and excerpts, their vectors as they are (no re-embedding), tuning
-    snapshots with their files and which one is active, chat element payloads.  The source is
-    not changed; running it again moves only what is not there yet."""
+    BOOKBOT_CHROMA_URL: books and excerpts, their vectors as they are (no re-embedding), the
+    SQLite database's rows (accounts, reviews, chat history; tables the target already has
+    rows in are left alone), tuning snapshots with their files and which one is active, chat
+    element payloads.  The source is not changed; a re-run moves only what is not there yet."""
     from app.library.errors import LibraryError
     from app.library.library import open_catalog
     from app.library.move import move_library
@@ -104,6 +105,18 @@ def db_move_data_dir(source: Optional[Path] = typer.Option(
     if not settings.chroma_url:
         console.print("[yellow]note:[/] BOOKBOT_CHROMA_URL is not set, so the vectors stay in this data "
                       "dir's embedded Chroma; other machines would embed the books again")
+    old_db = source / "bookbot.db"
+    if old_db.is_file():
+        from app.review.copy import CopyError, copy_rows
+
+        try:
+            db.upgrade(f"sqlite:///{old_db.resolve()}")
+            copied, kept = copy_rows(f"sqlite:///{old_db.resolve()}", settings.database_url)
+        except (db.StoreUnavailable, CopyError) as exc:
+            fail(str(exc))
+        per_table = ", ".join(f"{t} {n}" for t, n in copied.items() if n) or "none"
+        console.print(f"database rows copied: {sum(copied.values())} ({per_table})"
+                      + (f"; left alone (the target already had rows): {', '.join(kept)}" if kept else ""))
     store = ReviewStore(settings.database_url)
     try:
         added, activated = share_snapshots(settings.model_copy(update={"data_dir": source}), store)

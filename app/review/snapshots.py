@@ -76,6 +76,11 @@ class SnapshotsMixin:
         with self._tx() as s:
             return s.scalar(select(TuningSnapshot.artefacts).where(TuningSnapshot.id == snapshot_id))
 
+    def attach_artefacts(self, snapshot_id: str, artefacts: dict[str, str]) -> None:
+        """Store a snapshot's files with a row that was added without them."""
+        with self._tx() as s:
+            s.execute(update(TuningSnapshot).where(TuningSnapshot.id == snapshot_id).values(artefacts=artefacts))
+
     def list_snapshots(self, character_id: str | None = None) -> list[SnapshotInfo]:
         q = select(TuningSnapshot).order_by(TuningSnapshot.created_at.desc())
         if character_id is not None:

@@ -94,6 +94,11 @@ class SnapshotMirror(Protocol):
     def set_active(self, character_id: str, snapshot: "LoadedSnapshot | None") -> None: ...
 
 
+def folder_files(folder: Path) -> dict[str, str]:
+    """A snapshot folder's files (name -> text), as the store keeps them."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
 class StoreMirror:
     """Mirrors snapshots into `ReviewStore`'s tuning snapshot table (id ``<character>@<version>``)."""
 
@@ -103,9 +108,8 @@ class StoreMirror:
     def add(self, meta: SnapshotMeta, folder: Path) -> None:
         metrics = {**meta.metrics, "version": meta.version, "n_reviews": meta.n_reviews,
                    "parts": meta.parts, "notes": meta.notes}
-        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(folder).iterdir()) if p.is_file()}
         self.store.add_snapshot(meta.id, meta.character_id, metrics=metrics, artifact_path=str(folder),
-                                artefacts=files)
+                                artefacts=folder_files(folder))
 
     def set_active(self, character_id: str, snapshot: "LoadedSnapshot | None") -> None:
         if snapshot is None:
@@ -379,9 +383,12 @@ def share_snapshots(settings: Settings, store) -> tuple[list[str], list[str]]:
     added, activated = [], []
     for character_id in list_characters(settings):
         for meta in list_snapshots(settings, character_id):
+            folder = character_dir(settings, character_id) / meta.version
             if meta.id not in known:
-                mirror.add(meta, character_dir(settings, character_id) / meta.version)
+                mirror.add(meta, folder)
                 added.append(meta.id)
+            elif not store.snapshot_artefacts(meta.id):      # a row copied from the old database
+                store.attach_artefacts(meta.id, folder_files(folder))
         version = active_version(settings, character_id)
         if version and store.active_snapshot(character_id) is None:
             store.activate_snapshot(f"{character_id}@{version}")

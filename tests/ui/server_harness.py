@@ -51,45 +51,36 @@ def server_env(settings) -> dict[str, str]:
     return env
 
 
-def start_server(settings, log_path: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
+def _start(name: str, argv: list[str], log_path: Path, health: str, timeout: float,
+           **popen) -> tuple[subprocess.Popen, str]:
+    """Run ``argv`` (with ``{port}`` filled in) until ``health`` answers 200; (process, base URL)."""
     port = free_port()
-    log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-sync-books", "--port", str(port)],
-                            cwd=ROOT, env=server_env(settings), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen([a.format(port=port) for a in argv], stdout=log_path.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True, **popen)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(url + "/", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise RuntimeError(f"server did not answer in {timeout}s:\n{log_path.read_text()[-3000:]}")
-
-
-def start_chroma(path: Path, log_path: Path, timeout: float = 60) -> tuple[subprocess.Popen, str]:
-    """A real ``chroma run`` server on a free loopback port, answering its heartbeat."""
-    port = free_port()
-    proc = subprocess.Popen(["chroma", "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chroma exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/api/v2/heartbeat", timeout=2).status_code == 200:
+            if httpx.get(url + health, timeout=2).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
     stop_server(proc)
-    raise RuntimeError(f"chroma did not answer in {timeout}s")
+    raise RuntimeError(f"{name} did not answer in {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+def start_server(settings, log_path: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
+    argv = [sys.executable, "-m", "app.cli", "serve", "--no-sync-books", "--port", "{port}"]
+    return _start("server", argv, log_path, "/", timeout, cwd=ROOT, env=server_env(settings))
+
+
+def start_chroma(path: Path, log_path: Path, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """A real ``chroma run`` server on a free loopback port, answering its heartbeat."""
+    argv = ["chroma", "run", "--path", str(path), "--host", "127.0.0.1", "--port", "{port}"]
+    return _start("chroma", argv, log_path, "/api/v2/heartbeat", timeout)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
