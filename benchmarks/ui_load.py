@@ -81,6 +81,12 @@ def _pg_backends(database: str) -> list[int]:
     return pids
 
 
+def machine_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
 class CpuMeter:
     """CPU seconds used by the servers (app instances, Chroma, this database's backends)."""
 
@@ -128,12 +134,14 @@ async def level(bases: list[str], n: int, questions: int, meter: CpuMeter) -> di
                                           ready, start)) for i in range(n)]
     for _ in range(n):                      # every user connected before the clock starts
         await ready.get()
-    cpu0, me0, load0 = meter.read(), time.process_time(), os.getloadavg()[0]
+    cpu0, me0, load0, machine0 = meter.read(), time.process_time(), os.getloadavg()[0], machine_times()
     t0 = time.perf_counter()
     start.set()
     results = await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
     server_cpu, client_cpu = CpuMeter.used(cpu0, meter.read()), time.process_time() - me0
+    machine1 = machine_times()
+    idle = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
     first = [x for r in results for x in r[0]]
     full = [x for r in results for x in r[1]]
     cpu_per_answer = server_cpu / len(full) if full else float("nan")
@@ -144,7 +152,8 @@ async def level(bases: list[str], n: int, questions: int, meter: CpuMeter) -> di
             "full_p50": pct(full, 0.5), "full_p95": pct(full, 0.95),
             "answers_per_s": len(full) / wall if wall else float("nan"),
             "cpu_per_answer": cpu_per_answer, "ceiling": ceiling, "client_cpu_s": client_cpu,
-            "server_cpu_s": server_cpu, "load": (load0, os.getloadavg()[0])}
+            "server_cpu_s": server_cpu, "load": (load0, os.getloadavg()[0]), "idle": idle,
+            "share": server_cpu / (wall * (os.cpu_count() or 1))}
 
 
 async def reviews_through_servers(bases: list[str], editors: int, per_editor: int) -> dict:
@@ -245,14 +254,16 @@ def main() -> None:
     print()
     print(f"{'inst':>4} {'chats':>5} {'answers':>7} {'fail':>4} {'first step p50/p95 (s)':>23} "
           f"{'full answer p50/p95 (s)':>24} {'answers/s':>9} {'CPU-s/answer':>12} {'ceiling/s':>9} "
-          f"{'of ceiling':>10} {'load 1m':>11}")
+          f"{'of ceiling':>10} {'servers got':>11} {'idle':>5} {'load 1m':>11}")
     for r in rows:
         print(f"{r['instances']:>4} {r['sessions']:>5} {r['answers']:>7} {r['failures']:>4} "
               f"{r['first_p50']:>11.2f} / {r['first_p95']:<9.2f} {r['full_p50']:>11.2f} / {r['full_p95']:<10.2f} "
               f"{r['answers_per_s']:>9.2f} {r['cpu_per_answer']:>12.3f} {r['ceiling']:>9.2f} "
-              f"{r['answers_per_s'] / r['ceiling']:>9.0%} {r['load'][0]:>5.1f}→{r['load'][1]:<4.1f}")
+              f"{r['answers_per_s'] / r['ceiling']:>9.0%} {r['share']:>11.0%} {r['idle']:>5.0%} "
+              f"{r['load'][0]:>5.1f}→{r['load'][1]:<4.1f}")
     print("(ceiling = cores / CPU-s per answer of the app servers + Chroma + this database's PostgreSQL "
-          "backends in that level; the load generator used "
+          "backends in that level; 'servers got' = their CPU-s / (wall × cores), 'idle' = the whole machine's "
+          "idle time; the load generator used "
           + ", ".join(f"{r['client_cpu_s']:.1f}" for r in rows) + " CPU-s on the same cores)")
     print(f"reviews through the servers, {review_row['editors']} editors at once: "
           f"{review_row['writes']}/{review_row['expected']} stored, {review_row['writes_per_s']:.1f} writes/s, "
