@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -228,27 +228,33 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
         now = _now()
         if self.engine.dialect.name == "postgresql":
             return self._record_in_one_statement(review, kind, source, reviewer, tags, now)
-        with self._tx() as s:
-            step = s.get(StepRow, review.step_id)
+        with self._conn() as conn:
+            step = conn.execute(select(_S.c.turn_id).where(_S.c.id == review.step_id)).first()
             if step is None:
                 raise ReviewError(f"unknown step id {review.step_id!r}: it was never saved (or was "
                                   "deleted); reload the turn and review again")
-            row = s.scalar(select(ReviewRow).where(
-                ReviewRow.step_id == step.id, ReviewRow.reviewer == reviewer,
-                ReviewRow.kind == kind).with_for_update())
-            action = "update"
-            if row is None:
-                action = "create"
-                row = ReviewRow(step_id=step.id, turn_id=step.turn_id, reviewer=reviewer, kind=kind,
-                                created_at=now)
-                s.add(row)
-            row.rating, row.correction, row.fault_tags = review.rating, review.correction or "", tags
-            row.source, row.updated_at = source, now
-            s.flush()
-            _history(s, row, action, now)
-            if kind == ReviewKind.editor.value and source == ReviewSource.human.value:
-                self._refresh_inferred(s, step.turn_id, reviewer, now)
+            prior = conn.scalar(select(_R.c.id).where(_R.c.step_id == review.step_id, _R.c.reviewer == reviewer,
+                                                      _R.c.kind == kind))
+            values = dict(rating=review.rating, correction=review.correction or "", fault_tags=tags,
+                          source=source, updated_at=now)
+            if prior is None:
+                row = conn.execute(insert(_R).values(step_id=review.step_id, turn_id=step.turn_id,
+                                                     reviewer=reviewer, kind=kind, created_at=now, **values)
+                                   .returning(*_R.c)).one()
+            else:
+                row = conn.execute(update(_R).where(_R.c.id == prior).values(**values).returning(*_R.c)).one()
+            _history(conn, [row], "update" if prior is not None else "create", now)
+            if kind == ReviewKind.editor.value and source == ReviewSource.human.value \
+                    and (review.rating == -1 or conn.scalar(select(_early_stop_rows(
+                        step.turn_id, reviewer, other_than=review.step_id).exists()))):
+                self._refresh_inferred(conn, step.turn_id, reviewer, now)
             return review_from_row(row)
+
+    @contextmanager
+    def _conn(self) -> Iterator[Connection]:
+        """One transaction on a Core connection (the review write paths: fewer objects than the ORM)."""
+        with unavailable_as_error(str(self.engine.url)), self.engine.begin() as conn:
+            yield conn
 
     def _record_in_one_statement(self, review: Review, kind: str, source: str, reviewer: str,
                                  tags: list[str], now: datetime) -> Review:
@@ -269,47 +275,44 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
         return review_from_row(row)
 
     @staticmethod
-    def _refresh_inferred(s: Session, turn_id: str, reviewer: str, now: datetime) -> None:
+    def _refresh_inferred(conn: Connection, turn_id: str, reviewer: str, now: datetime) -> None:
         """Make `reviewer`'s inferred -1 labels exactly the steps after their first human -1."""
-        steps = s.execute(select(StepRow.id, StepRow.idx).where(StepRow.turn_id == turn_id)
-                          .order_by(StepRow.idx)).all()
-        mine = {r.step_id: r for r in s.scalars(select(ReviewRow).where(
-            ReviewRow.turn_id == turn_id, ReviewRow.reviewer == reviewer,
-            ReviewRow.kind == ReviewKind.editor.value))}
+        steps = conn.execute(select(_S.c.id, _S.c.idx).where(_S.c.turn_id == turn_id).order_by(_S.c.idx)).all()
+        mine = {r.step_id: r for r in conn.execute(select(_R).where(
+            _R.c.turn_id == turn_id, _R.c.reviewer == reviewer, _R.c.kind == ReviewKind.editor.value))}
         idx_of = {sid: idx for sid, idx in steps}
         wrong = [idx_of[sid] for sid, r in mine.items()
                  if r.source == ReviewSource.human.value and r.rating == -1]
         first_wrong = min(wrong) if wrong else None
+        born, gone = [], []
         for sid, idx in steps:
             row = mine.get(sid)
             should = first_wrong is not None and idx > first_wrong
             if should and row is None:
-                row = ReviewRow(step_id=sid, turn_id=turn_id, reviewer=reviewer,
-                                kind=ReviewKind.editor.value, rating=-1, correction="", fault_tags=[],
-                                source=ReviewSource.inferred.value, created_at=now, updated_at=now)
-                s.add(row)
-                s.flush()
-                _history(s, row, "create", now)
+                born.append(dict(step_id=sid, turn_id=turn_id, reviewer=reviewer, kind=ReviewKind.editor.value,
+                                 rating=-1, correction="", fault_tags=[], source=ReviewSource.inferred.value,
+                                 created_at=now, updated_at=now))
             elif not should and row is not None and row.source == ReviewSource.inferred.value:
-                _history(s, row, "delete", now)
-                s.delete(row)
-        s.flush()
+                gone.append(row)
+        if gone:
+            _history(conn, gone, "delete", now)
+            conn.execute(delete(_R).where(_R.c.id.in_([r.id for r in gone])))
+        for values in born:
+            _history(conn, [conn.execute(insert(_R).values(**values).returning(*_R.c)).one()], "create", now)
 
     def delete_review(self, step_id: str, reviewer: str, kind: ReviewKind | str = ReviewKind.editor) -> bool:
         """Withdraw a review (history kept); inferred labels follow.  False if there was none."""
         kind = ReviewKind(kind).value
-        with self._tx() as s:
-            row = s.scalar(select(ReviewRow).where(ReviewRow.step_id == step_id,
-                                                   ReviewRow.reviewer == reviewer,
-                                                   ReviewRow.kind == kind).with_for_update())
+        with self._conn() as conn:
+            row = conn.execute(select(_R).where(_R.c.step_id == step_id, _R.c.reviewer == reviewer,
+                                                _R.c.kind == kind).with_for_update()).first()
             if row is None:
                 return False
-            now, turn_id = _now(), row.turn_id
-            _history(s, row, "delete", now)
-            s.delete(row)
-            s.flush()
+            now = _now()
+            _history(conn, [row], "delete", now)
+            conn.execute(delete(_R).where(_R.c.id == row.id))
             if kind == ReviewKind.editor.value:
-                self._refresh_inferred(s, turn_id, reviewer, now)
+                self._refresh_inferred(conn, row.turn_id, reviewer, now)
             return True
 
     def reviews_for_step(self, step_id: str, *, kind: ReviewKind | str | None = None,
@@ -368,8 +371,20 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
                     yield turn.character_id, turn.question, step, mine
 
 
-def _history(s: Session, row: ReviewRow, action: str, now: datetime) -> None:
-    s.add(ReviewHistoryRow(review_id=row.id, step_id=row.step_id, reviewer=row.reviewer, kind=row.kind,
-                           rating=row.rating, correction=row.correction or "",
-                           fault_tags=list(row.fault_tags or []), source=row.source, action=action,
-                           recorded_at=now))
+_R, _S, _H = ReviewRow.__table__, StepRow.__table__, ReviewHistoryRow.__table__
+
+
+def _early_stop_rows(turn_id: str, reviewer: str, *, other_than: str):  # noqa: ANN202
+    """The reviewer's rows of a turn that early stop depends on: human -1s and inferred labels."""
+    return select(_R.c.id).where(
+        _R.c.turn_id == turn_id, _R.c.reviewer == reviewer, _R.c.kind == ReviewKind.editor.value,
+        _R.c.step_id != other_than,
+        or_(_R.c.source == ReviewSource.inferred.value,
+            and_(_R.c.source == ReviewSource.human.value, _R.c.rating == -1)))
+
+
+def _history(conn: Connection, rows, action: str, now: datetime) -> None:  # noqa: ANN001
+    conn.execute(insert(_H), [dict(review_id=r.id, step_id=r.step_id, reviewer=r.reviewer, kind=r.kind,
+                                   rating=r.rating, correction=r.correction or "",
+                                   fault_tags=list(r.fault_tags or []), source=r.source, action=action,
+                                   recorded_at=now) for r in rows])
