@@ -14,6 +14,7 @@ The schema must exist: run `app.review.db.upgrade(url)` first.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import JSON, Connection, DateTime, Engine, bindparam, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -228,26 +229,21 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
         now = _now()
         if self.engine.dialect.name == "postgresql":
             return self._record_in_one_statement(review, kind, source, reviewer, tags, now)
-        with self._conn() as conn:
-            step = conn.execute(select(_S.c.turn_id).where(_S.c.id == review.step_id)).first()
-            if step is None:
+        refresh = kind == ReviewKind.editor.value and source == ReviewSource.human.value
+        params = dict(step_id=review.step_id, reviewer=reviewer, kind=kind, rating=review.rating,
+                      correction=review.correction or "", tags=json.dumps(tags), source=source, now=now)
+        with self._conn() as conn:           # three statements, text SQL: no per-call statement building
+            found = conn.execute(_LOOKUP, params).first()
+            if found is None:
                 raise ReviewError(f"unknown step id {review.step_id!r}: it was never saved (or was "
                                   "deleted); reload the turn and review again")
-            prior = conn.scalar(select(_R.c.id).where(_R.c.step_id == review.step_id, _R.c.reviewer == reviewer,
-                                                      _R.c.kind == kind))
-            values = dict(rating=review.rating, correction=review.correction or "", fault_tags=tags,
-                          source=source, updated_at=now)
-            if prior is None:
-                row = conn.execute(insert(_R).values(step_id=review.step_id, turn_id=step.turn_id,
-                                                     reviewer=reviewer, kind=kind, created_at=now, **values)
-                                   .returning(*_R.c)).one()
+            if found.prior is None:
+                row = conn.execute(_INSERT, {**params, "turn_id": found.turn_id}).one()
             else:
-                row = conn.execute(update(_R).where(_R.c.id == prior).values(**values).returning(*_R.c)).one()
-            _history(conn, [row], "update" if prior is not None else "create", now)
-            if kind == ReviewKind.editor.value and source == ReviewSource.human.value \
-                    and (review.rating == -1 or conn.scalar(select(_early_stop_rows(
-                        step.turn_id, reviewer, other_than=review.step_id).exists()))):
-                self._refresh_inferred(conn, step.turn_id, reviewer, now)
+                row = conn.execute(_UPDATE, {**params, "id": found.prior}).one()
+            _history(conn, [row], "update" if found.prior is not None else "create", now)
+            if refresh and (review.rating == -1 or found.early):
+                self._refresh_inferred(conn, found.turn_id, reviewer, now)
             return review_from_row(row)
 
     @contextmanager
@@ -259,8 +255,6 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
     def _record_in_one_statement(self, review: Review, kind: str, source: str, reviewer: str,
                                  tags: list[str], now: datetime) -> Review:
         """PostgreSQL: one atomic statement, no BEGIN/COMMIT round trips (``pg_record``)."""
-        import json
-
         from app.review.pg_record import RECORD
 
         params = dict(step_id=review.step_id, reviewer=reviewer, kind=kind, rating=review.rating,
@@ -372,15 +366,23 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
 
 
 _R, _S, _H = ReviewRow.__table__, StepRow.__table__, ReviewHistoryRow.__table__
-
-
-def _early_stop_rows(turn_id: str, reviewer: str, *, other_than: str):  # noqa: ANN202
-    """The reviewer's rows of a turn that early stop depends on: human -1s and inferred labels."""
-    return select(_R.c.id).where(
-        _R.c.turn_id == turn_id, _R.c.reviewer == reviewer, _R.c.kind == ReviewKind.editor.value,
-        _R.c.step_id != other_than,
-        or_(_R.c.source == ReviewSource.inferred.value,
-            and_(_R.c.source == ReviewSource.human.value, _R.c.rating == -1)))
+_ROW_TYPES = dict(fault_tags=JSON, created_at=DateTime(timezone=True), updated_at=DateTime(timezone=True))
+_COLS = "id, step_id, turn_id, reviewer, kind, rating, correction, fault_tags, source, created_at, updated_at"
+# the step's turn, the reviewer's current review of it, and whether early stop has state to keep
+_LOOKUP = text("""
+SELECT s.turn_id AS turn_id,
+  (SELECT r.id FROM reviews r WHERE r.step_id = s.id AND r.reviewer = :reviewer AND r.kind = :kind) AS prior,
+  EXISTS (SELECT 1 FROM reviews r WHERE r.turn_id = s.turn_id AND r.reviewer = :reviewer AND r.kind = 'editor'
+          AND r.step_id <> s.id AND (r.source = 'inferred' OR (r.source = 'human' AND r.rating = -1))) AS early
+FROM turn_steps s WHERE s.id = :step_id""")
+_INSERT = text(f"""
+INSERT INTO reviews (step_id, turn_id, reviewer, kind, rating, correction, fault_tags, source, created_at, updated_at)
+VALUES (:step_id, :turn_id, :reviewer, :kind, :rating, :correction, :tags, :source, :now, :now)
+RETURNING {_COLS}""").bindparams(bindparam("now", type_=DateTime(timezone=True))).columns(**_ROW_TYPES)
+_UPDATE = text(f"""
+UPDATE reviews SET rating = :rating, correction = :correction, fault_tags = :tags, source = :source,
+  updated_at = :now WHERE id = :id
+RETURNING {_COLS}""").bindparams(bindparam("now", type_=DateTime(timezone=True))).columns(**_ROW_TYPES)
 
 
 def _history(conn: Connection, rows, action: str, now: datetime) -> None:  # noqa: ANN001

@@ -6,6 +6,10 @@ generation; a SQLite deployment keeps using ``<data dir>/library/catalog.sqlite3
 ``element_files`` (Chainlit element payloads, before this a folder in the data dir),
 ``app_meta`` (e.g. the session-signing secret when none is configured) and
 ``tuning_snapshots.artefacts`` (the snapshot's files, so any instance can load the active one).
+It also drops four indexes every review write maintained for nothing: ``reviews``'
+single-column step_id / turn_id indexes (the unique (step_id, reviewer, kind) and the
+(turn_id, kind, source) index lead with them), its reviewer index and
+``review_history.review_id`` (no query looks rows up by either alone).
 
 Revision ID: 0005
 Revises: 0004
@@ -18,6 +22,8 @@ revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
+REDUNDANT = (("reviews", "ix_reviews_step_id"), ("reviews", "ix_reviews_turn_id"), ("reviews", "ix_reviews_reviewer"),
+             ("review_history", "ix_review_history_review_id"))
 
 
 def upgrade() -> None:
@@ -63,9 +69,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("tuning_snapshots") as batch:
         batch.add_column(sa.Column("artefacts", sa.JSON(), nullable=True))
+    for table, name in REDUNDANT:
+        op.drop_index(name, table_name=table)
 
 
 def downgrade() -> None:
+    for table, name in REDUNDANT:
+        op.create_index(name, table, [name.removeprefix(f"ix_{table}_")])
     with op.batch_alter_table("tuning_snapshots") as batch:
         batch.drop_column("artefacts")
     op.drop_table("app_meta")
