@@ -109,6 +109,9 @@ async def one_user(base: str, name: str, questions: list[str], ready: asyncio.Qu
         try:
             await client.login(http)
             await client.connect(timeout=120)
+        except Exception as exc:  # noqa: BLE001 - a user who cannot connect fails every question
+            print(f"  {name} could not connect: {exc!r}", flush=True)
+            return [], [], len(questions)
         finally:
             await ready.put(name)           # signed in and greeted (or failed): the run may start
         await start.wait()
