@@ -70,11 +70,14 @@ class Catalog:
         self.t = tables
         self.shared = shared          # other processes on other machines may write it too
         self._owns_engine = owns_engine
-        try:
-            with engine.begin() as conn:
-                conn.execute(insert(tables.meta).values(key="generation", value="0"))
-        except IntegrityError:
-            pass
+        with engine.connect() as conn:
+            known = conn.scalar(select(tables.meta.c.value).where(tables.meta.c.key == "generation"))
+        if known is None:
+            try:
+                with engine.begin() as conn:
+                    conn.execute(insert(tables.meta).values(key="generation", value="0"))
+            except IntegrityError:      # another process created it first
+                pass
 
     @classmethod
     def local(cls, path: Path) -> "Catalog":
