@@ -62,7 +62,9 @@ class Settings(BaseSettings):
 
     # UI
     dev_mode: bool = Field(False, description="Development mode: creates demo users with known passwords.")
-    auth_secret: str | None = None
+    auth_secret: str | None = Field(
+        None, description="Signs the sign-in tokens; give every instance the same one. Unset: kept in the "
+                          "shared database (PostgreSQL) or in <data_dir>/auth_secret (SQLite).")
     allowed_origins: list[str] = Field(
         default_factory=list, description='Browser origins besides the app\'s own that may call it, JSON: '
                                           '["https://bookbot.example.org"]; any other origin is refused (403).')
@@ -82,6 +84,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'bookbot.db').resolve()}"
+
+    @property
+    def shared_database(self) -> bool:
+        """A database server (PostgreSQL) that several app instances may share: the catalog, snapshot
+        files and element payloads live there too.  SQLite keeps the one-machine layout."""
+        return bool(self.database_url) and not self.database_url.startswith("sqlite")
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

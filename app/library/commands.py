@@ -44,6 +44,13 @@ def _open(settings, on_progress=None):
     from app.library import open_library
 
     console = _console(stderr=True)
+    if settings.shared_database:        # the catalog lives there: make sure its tables exist
+        from app.review import db
+
+        try:
+            db.upgrade(settings.database_url)
+        except db.StoreUnavailable as exc:
+            fail(str(exc))
     return open_library(settings, warn=lambda m: console.print(f"[yellow]warning:[/] {m}", highlight=False),
                         on_progress=on_progress)
 

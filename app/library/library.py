@@ -2,11 +2,14 @@
 
 Every change is staged first and swapped in: the book is parsed, chunked and
 embedded in memory, a new BM25 snapshot is written beside the current one,
-new vectors are added to Chroma, then one SQLite transaction switches the
-catalog (and the BM25 generation); only then are the old vectors and the old
+new vectors are added to Chroma, then one catalog transaction switches the
+rows (and the generation); only then are the old vectors and the old
 snapshot deleted.  A failure before the switch removes what was staged, so
 the library stays exactly as it was.  On open, Chroma and BM25 are reconciled
-with the catalog (a crash between steps leaves at most orphans).
+with the catalog (a crash between steps leaves at most orphans).  With a
+PostgreSQL ``database_url`` the catalog is the shared database's
+(``app.library.catalog``); BM25 stays a local cache that any instance rebuilds
+from the rows when the catalog's generation is not its own.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ class Library:
             else:
                 dense = DenseStore(make_client(root, settings.chroma_url), embedder.name,
                                    shared=bool(settings.chroma_url), embed_model=embed_model)
-        library = cls(root, Catalog(root / "catalog.sqlite3"), embedder, dense, warning=warning,
+        library = cls(root, open_catalog(settings), embedder, dense, warning=warning,
                       fusion=fusion, pool_factor=plugins.pool_factor,
                       postprocessors=plugins.postprocessors if postprocessors is None else postprocessors)
         library.reconcile(on_progress)
@@ -112,6 +115,8 @@ class Library:
 
     def close(self) -> None:
         self.catalog.close()
+
+    REFRESH_EVERY_S = 1.0       # how often a shared catalog is asked for its generation
 
     def _bm25_dir(self, generation: int) -> Path:
         return self.root / "bm25" / f"gen-{generation}"
@@ -139,10 +144,18 @@ class Library:
                 shutil.rmtree(old, ignore_errors=True)
 
     def refresh(self) -> bool:
-        """Reload when another process (e.g. `bookbot books add` next to a running app) changed the catalog."""
+        """Reload when another process (e.g. `bookbot books add` next to a running app, or another
+        instance on the shared database) changed the catalog."""
+        if self.catalog.shared:
+            now = time.monotonic()
+            if now - getattr(self, "_checked_at", 0.0) < self.REFRESH_EVERY_S:
+                return False
+            self._checked_at = now
         if self.catalog.generation == self.generation:
             return False
         self._load_state()
+        if self.dense is not None and not self.dense.shared:
+            self.reconcile()      # a local vector store lacks what another machine embedded
         return True
 
     def _set_bm25(self, bm25: BM25Index) -> None:
@@ -152,7 +165,8 @@ class Library:
         self.corpus = ExcerptCorpus(dict(self._excerpts), bm25, self.dense, self.embed_model)
 
     def reconcile(self, on_progress: Progress | None = None) -> None:
-        """Make Chroma hold exactly the catalog's excerpts (after a crash or a model change)."""
+        """Make Chroma hold exactly the catalog's excerpts (after a crash, a model change, or books
+        another instance added to a shared catalog)."""
         if self.dense is None:
             return
         if self.dense.count() == len(self._excerpts) and not self.dense.shared:
@@ -284,7 +298,8 @@ class Library:
         keep = [i for i in self.bm25.ids if self._excerpts[i].book_id != meta.id]
         ids = keep + new_ids
         tokens = [self._terms[i] for i in keep] + terms
-        generation = self.generation + 1
+        expected = self.catalog.generation + 1
+        generation = expected
         if on_progress:
             on_progress("index", 0, 1)
         staged_dir = self._bm25_dir(generation)
@@ -297,11 +312,10 @@ class Library:
                 added = [excerpts[n].id for n in fresh]
                 self.dense.add([excerpts[n] for n in fresh], vectors[fresh])
             if delete:
-                self.catalog.delete_book(meta.id, generation=generation)
+                generation = self.catalog.delete_book(meta.id)
             else:
-                self.catalog.replace_book(meta, excerpts, terms, chapters=chapters,
-                                          embedder=self.embedder.name if self.embedder else "none",
-                                          generation=generation)
+                generation = self.catalog.replace_book(meta, excerpts, terms, chapters=chapters,
+                                                       embedder=self.embedder.name if self.embedder else "none")
         except BaseException:
             if added:
                 try:
@@ -318,6 +332,13 @@ class Library:
             except Exception as exc:
                 log.warning("stale vectors left for the next open to clean: %s", exc)
         shutil.rmtree(self._bm25_dir(self.generation), ignore_errors=True)
+        if generation != expected or self.generation + 1 != expected:
+            # another process changed the catalog meanwhile: our in-memory view is not the rows
+            shutil.rmtree(staged_dir, ignore_errors=True)
+            self._load_state()
+            if on_progress:
+                on_progress("index", 1, 1)
+            return
         self.generation = generation
         for i in old_ids:
             self._excerpts.pop(i, None)
@@ -328,3 +349,19 @@ class Library:
         self._set_bm25(bm25)
         if on_progress:
             on_progress("index", 1, 1)
+
+
+def open_catalog(settings) -> Catalog:
+    """The shared database's catalog when ``database_url`` is PostgreSQL, else the data dir's SQLite file."""
+    if settings.shared_database:
+        from sqlalchemy import inspect
+
+        from app.review.db import make_engine
+
+        engine = make_engine(settings.database_url)
+        if not inspect(engine).has_table("library_books"):
+            engine.dispose()
+            raise LibraryError("database", "the shared database has no library tables yet: run "
+                               "`bookbot db upgrade` (or start `bookbot serve`, which upgrades it)")
+        return Catalog(engine, owns_engine=True, shared=True)
+    return Catalog.local(Path(settings.data_dir) / "library" / "catalog.sqlite3")

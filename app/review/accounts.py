@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.domain import Role, User
 from app.review.models import MAX_NAME_CHARS, Account, SignInThrottle
+from app.review.rows import aware
 
 ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM = 19 * 1024, 2, 1   # OWASP password storage
 MIN_PASSWORD_CHARS = 8
@@ -117,12 +118,6 @@ class SignIn:
     user: User | None
     token_version: int = 0
     retry_after_s: int | None = None
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:      # SQLite hands back naive datetimes
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
 
 
 def _encodable(text: str) -> bool:
@@ -223,8 +218,8 @@ class AccountsMixin:
                 with self._tx() as s:
                     rows = {r.key: r for r in s.scalars(select(SignInThrottle)
                                                         .where(SignInThrottle.key.in_(keys)).with_for_update())}
-                    waits = [(_aware(r.blocked_until) - now).total_seconds() for r in rows.values()
-                             if r.blocked_until is not None and _aware(r.blocked_until) > now]
+                    waits = [(aware(r.blocked_until) - now).total_seconds() for r in rows.values()
+                             if r.blocked_until is not None and aware(r.blocked_until) > now]
                     if waits:
                         return max(1, math.ceil(max(waits)))
                     for key in keys:
@@ -233,7 +228,7 @@ class AccountsMixin:
                         if row is None:
                             row = SignInThrottle(key=key, failures=0, last_attempt_at=now)
                             s.add(row)
-                        elif (now - _aware(row.last_attempt_at)).total_seconds() > throttle.window_s:
+                        elif (now - aware(row.last_attempt_at)).total_seconds() > throttle.window_s:
                             row.failures, row.blocked_until = 0, None
                         row.failures += 1
                         row.last_attempt_at = now

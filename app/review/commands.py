@@ -1,4 +1,4 @@
-"""`bookbot db upgrade|current`, `bookbot reviews stats|export`, `bookbot users add|list|set-password|set-role`.
+"""`bookbot db upgrade|current|move-data-dir`, `bookbot reviews stats|export`, `bookbot users add|list|set-password|set-role`.
 
 Settings are built inside each command and heavy modules imported lazily, so
 `bookbot --help` stays fast and importing this module touches no database.
@@ -67,6 +67,66 @@ def db_current() -> None:
     head = db.head()
     state = "up to date" if rev == head else "needs `bookbot db upgrade`"
     console.print(f"{db.safe_url(url)}: at {rev or 'blank (no tables)'}; newest {head} — {state}")
+
+
+@db_app.command("move-data-dir")
+def db_move_data_dir(source: Optional[Path] = typer.Option(
+        None, "--from", help="The one-machine data dir to move (default: BOOKBOT_DATA_DIR).")) -> None:
+    """Move a one-machine data dir's shared state into BOOKBOT_DATABASE_URL (PostgreSQL) and
+    BOOKBOT_CHROMA_URL: books and excerpts, their vectors as they are (no re-embedding), the
+    SQLite database's rows (accounts, reviews, chat history; tables the target already has
+    rows in are left alone), tuning snapshots with their files and which one is active, chat
+    element payloads.  The source is not changed; a re-run moves only what is not there yet."""
+    from app.library.errors import LibraryError
+    from app.library.library import open_catalog
+    from app.library.move import move_library
+    from app.review import db
+    from app.review.shared_tables import import_element_files
+    from app.review.store import ReviewStore
+    from app.tuning.snapshots import share_snapshots
+
+    settings = command_settings()
+    if not settings.shared_database:
+        fail("set BOOKBOT_DATABASE_URL to the shared PostgreSQL database (and BOOKBOT_CHROMA_URL to the "
+             "Chroma server) first, e.g. BOOKBOT_DATABASE_URL=postgresql://bookbot@db-host/bookbot")
+    source = Path(source or settings.data_dir)
+    if not source.is_dir():
+        fail(f"{source}: no such data dir")
+    try:
+        db.upgrade(settings.database_url)
+        catalog = open_catalog(settings)
+        try:
+            report = move_library(source / "library", catalog, settings.chroma_url)
+        finally:
+            catalog.close()
+    except (db.StoreUnavailable, LibraryError) as exc:
+        fail(str(exc))
+    console.print(report.summary(), highlight=False)
+    if not settings.chroma_url:
+        console.print("[yellow]note:[/] BOOKBOT_CHROMA_URL is not set, so the vectors stay in this data "
+                      "dir's embedded Chroma; other machines would embed the books again")
+    old_db = source / "bookbot.db"
+    if old_db.is_file():
+        from app.review.copy import CopyError, copy_rows
+
+        try:
+            db.upgrade(f"sqlite:///{old_db.resolve()}")
+            copied, kept = copy_rows(f"sqlite:///{old_db.resolve()}", settings.database_url)
+        except (db.StoreUnavailable, CopyError) as exc:
+            fail(str(exc))
+        per_table = ", ".join(f"{t} {n}" for t, n in copied.items() if n) or "none"
+        console.print(f"database rows copied: {sum(copied.values())} ({per_table})"
+                      + (f"; left alone (the target already had rows): {', '.join(kept)}" if kept else ""))
+    store = ReviewStore(settings.database_url)
+    try:
+        added, activated = share_snapshots(settings.model_copy(update={"data_dir": source}), store)
+        elements = import_element_files(store.engine, source / "chainlit_files")
+    finally:
+        store.close()
+    console.print(f"tuning snapshots: {len(added)} copied, active in the database: "
+                  f"{', '.join(activated) or 'unchanged'}; chat element payloads: {elements} copied")
+    if report.conflicts:
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ reviews

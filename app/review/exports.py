@@ -31,7 +31,7 @@ import os
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -39,6 +39,7 @@ from sqlalchemy import Engine, select, tuple_
 
 from app.domain import Review, ReviewKind, ReviewSource
 from app.review.models import CandidateRow, ReviewRow, StepRow, TurnRow
+from app.review.rows import aware, review_from_row
 
 FORMATS = ("trl-stepwise", "prm800k", "openai-sft", "openai-dpo")
 RATING_NAMES = {-1: "-1", 0: "0", 1: "+1"}
@@ -87,8 +88,6 @@ def iter_turn_records(engine: Engine, *, character: str | None = None, include_m
     first, loaded `batch` turns at a time."""
     from sqlalchemy.orm import Session
 
-    from app.review.store import review_from_row
-
     sources = [ReviewSource.human.value, ReviewSource.inferred.value]
     if include_machine:
         sources.append(ReviewSource.machine.value)
@@ -130,9 +129,8 @@ def iter_turn_records(engine: Engine, *, character: str | None = None, include_m
                                    .order_by(CandidateRow.step_id, CandidateRow.position)):
                     by_id[c[0]].candidates.append((c[1], bool(c[2])))
         for t in turns:
-            created = t[4] if t[4].tzinfo else t[4].replace(tzinfo=timezone.utc)
             yield TurnRecord(turn_id=t[0], character_id=t[1], question=t[2], answer=t[3] or "",
-                             created_at=created, steps=steps[t[0]], reviews=dict(reviews[t[0]]))
+                             created_at=aware(t[4]), steps=steps[t[0]], reviews=dict(reviews[t[0]]))
         if on_batch:
             on_batch(len(turns))
 

@@ -135,9 +135,11 @@ class ReviewRow(Base):
 
     __tablename__ = "reviews"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    step_id: Mapped[str] = mapped_column(ForeignKey("turn_steps.id", ondelete="CASCADE"), index=True)
-    turn_id: Mapped[str] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), index=True)
-    reviewer: Mapped[str] = mapped_column(String(MAX_NAME_CHARS), index=True)
+    # indexed by the unique (step_id, reviewer, kind) and (turn_id, kind, source) below: a write
+    # maintains no single-column copies of them (migration 0005 dropped those)
+    step_id: Mapped[str] = mapped_column(ForeignKey("turn_steps.id", ondelete="CASCADE"))
+    turn_id: Mapped[str] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(MAX_NAME_CHARS))
     kind: Mapped[str] = mapped_column(String(16))
     rating: Mapped[int] = mapped_column(Integer)
     correction: Mapped[str] = mapped_column(Text, default="")
@@ -154,7 +156,7 @@ class ReviewHistoryRow(Base):
 
     __tablename__ = "review_history"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    review_id: Mapped[int] = mapped_column(Integer, index=True)
+    review_id: Mapped[int] = mapped_column(Integer)
     step_id: Mapped[str] = mapped_column(String(64), index=True)
     reviewer: Mapped[str] = mapped_column(String(MAX_NAME_CHARS))
     kind: Mapped[str] = mapped_column(String(16))
@@ -183,3 +185,4 @@ class TuningSnapshot(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     artifact_path: Mapped[str] = mapped_column(Text, default="")
+    artefacts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)   # file name -> text

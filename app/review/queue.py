@@ -20,6 +20,7 @@ from sqlalchemy import and_, case, exists, func, literal, select, update
 
 from app.domain import ReviewKind, ReviewSource, Turn
 from app.review.models import QueueSkip, ReviewRow, StepRow, TurnRow
+from app.review.rows import ReviewError, aware
 
 
 def least_grounded_first(turn: Turn) -> float:
@@ -63,10 +64,6 @@ def _done_clause(reviewer: str | None):  # noqa: ANN202
     return exists().where(and_(*cond))
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
-
-
 class QueueMixin:
     """Queue API for `ReviewStore` (needs `self._tx()`)."""
 
@@ -93,7 +90,7 @@ class QueueMixin:
              .order_by(skip_col, TurnRow.priority.desc(), TurnRow.created_at.desc(), TurnRow.id)
              .limit(limit).offset(offset))
         with self._tx() as s:
-            return [QueueItem(turn_id=r[0], character_id=r[1], question=r[2], created_at=_aware(r[3]),
+            return [QueueItem(turn_id=r[0], character_id=r[1], question=r[2], created_at=aware(r[3]),
                               priority=r[4], steps_total=int(r[5]), steps_done=int(r[6] or 0),
                               skipped=bool(r[7])) for r in s.execute(q)]
 
@@ -107,8 +104,6 @@ class QueueMixin:
             row = s.get(QueueSkip, (reviewer, turn_id))
             if row is None:
                 if s.get(TurnRow, turn_id) is None:
-                    from app.review.store import ReviewError
-
                     raise ReviewError(f"unknown turn id {turn_id!r}: nothing to skip")
                 s.add(QueueSkip(reviewer=reviewer, turn_id=turn_id))
             else:

@@ -1,6 +1,8 @@
 """Tuning snapshots table API: a versioned record per tuning run (character, metrics, artifact
 path) with at most one active snapshot per character.  The tuning area writes the artifacts;
-this module only keeps the rows, so `ReviewStore` gets add/activate/list/active methods.
+this module only keeps the rows, so `ReviewStore` gets add/activate/list/active methods.  A row
+may also carry the artefacts themselves (file name -> text), so that every app instance on a
+shared database can load the active snapshot without the folder it was built in.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ def _info(row: TuningSnapshot) -> SnapshotInfo:
 
 class SnapshotsMixin:
     def add_snapshot(self, snapshot_id: str, character_id: str, *, metrics: dict[str, Any] | None = None,
-                     artifact_path: str = "", active: bool = False) -> SnapshotInfo:
+                     artifact_path: str = "", active: bool = False,
+                     artefacts: dict[str, str] | None = None) -> SnapshotInfo:
         with self._tx() as s:
             if active:
                 s.execute(update(TuningSnapshot).where(TuningSnapshot.character_id == character_id)
                           .values(active=False))
             row = TuningSnapshot(id=snapshot_id, character_id=character_id, metrics=metrics or {},
-                                 artifact_path=artifact_path, active=active,
+                                 artifact_path=artifact_path, active=active, artefacts=artefacts,
                                  created_at=datetime.now(timezone.utc))
             s.add(row)
             s.flush()
@@ -67,6 +70,16 @@ class SnapshotsMixin:
             row = s.scalar(select(TuningSnapshot).where(TuningSnapshot.character_id == character_id,
                                                         TuningSnapshot.active.is_(True)))
             return _info(row) if row else None
+
+    def snapshot_artefacts(self, snapshot_id: str) -> dict[str, str] | None:
+        """The snapshot's files as stored with its row (None when only its folder has them)."""
+        with self._tx() as s:
+            return s.scalar(select(TuningSnapshot.artefacts).where(TuningSnapshot.id == snapshot_id))
+
+    def attach_artefacts(self, snapshot_id: str, artefacts: dict[str, str]) -> None:
+        """Store a snapshot's files with a row that was added without them."""
+        with self._tx() as s:
+            s.execute(update(TuningSnapshot).where(TuningSnapshot.id == snapshot_id).values(artefacts=artefacts))
 
     def list_snapshots(self, character_id: str | None = None) -> list[SnapshotInfo]:
         q = select(TuningSnapshot).order_by(TuningSnapshot.created_at.desc())

@@ -14,34 +14,32 @@ The schema must exist: run `app.review.db.upgrade(url)` first.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import JSON, Connection, DateTime, Engine, bindparam, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain import (Candidate, Citation, Excerpt, FaultTag, Location, RetrievalScores, Review,
-                        ReviewKind, ReviewSource, Role, Step, Turn)
+from app.domain import Candidate, Citation, FaultTag, Review, ReviewKind, ReviewSource, Role, Step, Turn
 from app.review.accounts import AccountsMixin
 from app.review.db import StoreUnavailable, make_engine, unavailable_as_error
+from app.review.exports import iter_turn_records
 from app.review.models import (MAX_CORRECTION_CHARS, MAX_NAME_CHARS, CandidateRow, CitationRow,
                                Conversation, ReviewHistoryRow, ReviewRow, StepRow, TurnRow)
 from app.review.queue import QueueMixin, least_grounded_first
+from app.review.rows import ReviewError, aware, excerpt_from_json, excerpt_to_json, review_from_row
 from app.review.snapshots import SnapshotsMixin
 
 log = logging.getLogger(__name__)
 EDITOR_RATINGS = (-1, 0, 1)
 READER_RATINGS = (-1, 1)
 __all__ = ["ReviewStore", "ReviewError", "StoreUnavailable", "HistoryEntry"]
-
-
-class ReviewError(ValueError):
-    """A review was refused; the message says why.  Nothing was stored."""
 
 
 @dataclass(frozen=True)
@@ -60,31 +58,6 @@ class HistoryEntry:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is not None and dt.tzinfo is None:       # SQLite gives naive datetimes back
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
-
-
-def review_from_row(row: ReviewRow) -> Review:
-    return Review(step_id=row.step_id, reviewer=row.reviewer, kind=ReviewKind(row.kind),
-                  rating=row.rating, correction=row.correction or "",
-                  fault_tags=tuple(FaultTag(t) for t in row.fault_tags or ()),
-                  source=ReviewSource(row.source), id=row.id,
-                  created_at=_aware(row.created_at), updated_at=_aware(row.updated_at))
-
-
-def excerpt_to_json(e: Excerpt) -> dict[str, Any]:
-    return {"id": e.id, "book_id": e.book_id, "text": e.text, "book_title": e.book_title,
-            "location": asdict(e.location), "scores": asdict(e.scores) if e.scores else None}
-
-
-def excerpt_from_json(d: dict[str, Any]) -> Excerpt:
-    return Excerpt(id=d["id"], book_id=d["book_id"], text=d["text"], book_title=d.get("book_title", ""),
-                   location=Location(**d["location"]),
-                   scores=RetrievalScores(**d["scores"]) if d.get("scores") else None)
 
 
 class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
@@ -173,7 +146,7 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
                 select(StepRow).where(StepRow.turn_id == turn_id).order_by(StepRow.idx))))
             return Turn(id=row.id, conversation_id=row.conversation_id, character_id=row.character_id,
                         question=row.question, steps=steps, answer=row.answer, backend=row.backend,
-                        snapshot_id=row.snapshot_id, created_at=_aware(row.created_at),
+                        snapshot_id=row.snapshot_id, created_at=aware(row.created_at),
                         user_id=row.user_id)
 
     def get_step(self, step_id: str) -> Step | None:
@@ -254,70 +227,86 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
         reviewer = review.reviewer.strip()
         tags = [FaultTag(t).value for t in review.fault_tags]
         now = _now()
-        with self._tx() as s:
-            step = s.get(StepRow, review.step_id)
-            if step is None:
+        if self.engine.dialect.name == "postgresql":
+            return self._record_in_one_statement(review, kind, source, reviewer, tags, now)
+        refresh = kind == ReviewKind.editor.value and source == ReviewSource.human.value
+        params = dict(step_id=review.step_id, reviewer=reviewer, kind=kind, rating=review.rating,
+                      correction=review.correction or "", tags=json.dumps(tags), source=source, now=now)
+        with self._conn() as conn:           # three statements, text SQL: no per-call statement building
+            found = conn.execute(_LOOKUP, params).first()
+            if found is None:
                 raise ReviewError(f"unknown step id {review.step_id!r}: it was never saved (or was "
                                   "deleted); reload the turn and review again")
-            row = s.scalar(select(ReviewRow).where(
-                ReviewRow.step_id == step.id, ReviewRow.reviewer == reviewer,
-                ReviewRow.kind == kind).with_for_update())
-            action = "update"
-            if row is None:
-                action = "create"
-                row = ReviewRow(step_id=step.id, turn_id=step.turn_id, reviewer=reviewer, kind=kind,
-                                created_at=now)
-                s.add(row)
-            row.rating, row.correction, row.fault_tags = review.rating, review.correction or "", tags
-            row.source, row.updated_at = source, now
-            s.flush()
-            _history(s, row, action, now)
-            if kind == ReviewKind.editor.value and source == ReviewSource.human.value:
-                self._refresh_inferred(s, step.turn_id, reviewer, now)
+            if found.prior is None:
+                row = conn.execute(_INSERT, {**params, "turn_id": found.turn_id}).one()
+            else:
+                row = conn.execute(_UPDATE, {**params, "id": found.prior}).one()
+            _history(conn, [row], "update" if found.prior is not None else "create", now)
+            if refresh and (review.rating == -1 or found.early):
+                self._refresh_inferred(conn, found.turn_id, reviewer, now)
             return review_from_row(row)
 
+    @contextmanager
+    def _conn(self) -> Iterator[Connection]:
+        """One transaction on a Core connection (the review write paths: fewer objects than the ORM)."""
+        with unavailable_as_error(str(self.engine.url)), self.engine.begin() as conn:
+            yield conn
+
+    def _record_in_one_statement(self, review: Review, kind: str, source: str, reviewer: str,
+                                 tags: list[str], now: datetime) -> Review:
+        """PostgreSQL: one atomic statement, no BEGIN/COMMIT round trips (``pg_record``)."""
+        from app.review.pg_record import RECORD
+
+        params = dict(step_id=review.step_id, reviewer=reviewer, kind=kind, rating=review.rating,
+                      correction=review.correction or "", tags=json.dumps(tags), source=source, now=now,
+                      refresh=kind == ReviewKind.editor.value and source == ReviewSource.human.value)
+        with unavailable_as_error(str(self.engine.url)), \
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.execute(RECORD, params).first()
+        if row is None:
+            raise ReviewError(f"unknown step id {review.step_id!r}: it was never saved (or was "
+                              "deleted); reload the turn and review again")
+        return review_from_row(row)
+
     @staticmethod
-    def _refresh_inferred(s: Session, turn_id: str, reviewer: str, now: datetime) -> None:
+    def _refresh_inferred(conn: Connection, turn_id: str, reviewer: str, now: datetime) -> None:
         """Make `reviewer`'s inferred -1 labels exactly the steps after their first human -1."""
-        steps = s.execute(select(StepRow.id, StepRow.idx).where(StepRow.turn_id == turn_id)
-                          .order_by(StepRow.idx)).all()
-        mine = {r.step_id: r for r in s.scalars(select(ReviewRow).where(
-            ReviewRow.turn_id == turn_id, ReviewRow.reviewer == reviewer,
-            ReviewRow.kind == ReviewKind.editor.value))}
+        steps = conn.execute(select(_S.c.id, _S.c.idx).where(_S.c.turn_id == turn_id).order_by(_S.c.idx)).all()
+        mine = {r.step_id: r for r in conn.execute(select(_R).where(
+            _R.c.turn_id == turn_id, _R.c.reviewer == reviewer, _R.c.kind == ReviewKind.editor.value))}
         idx_of = {sid: idx for sid, idx in steps}
         wrong = [idx_of[sid] for sid, r in mine.items()
                  if r.source == ReviewSource.human.value and r.rating == -1]
         first_wrong = min(wrong) if wrong else None
+        born, gone = [], []
         for sid, idx in steps:
             row = mine.get(sid)
             should = first_wrong is not None and idx > first_wrong
             if should and row is None:
-                row = ReviewRow(step_id=sid, turn_id=turn_id, reviewer=reviewer,
-                                kind=ReviewKind.editor.value, rating=-1, correction="", fault_tags=[],
-                                source=ReviewSource.inferred.value, created_at=now, updated_at=now)
-                s.add(row)
-                s.flush()
-                _history(s, row, "create", now)
+                born.append(dict(step_id=sid, turn_id=turn_id, reviewer=reviewer, kind=ReviewKind.editor.value,
+                                 rating=-1, correction="", fault_tags=[], source=ReviewSource.inferred.value,
+                                 created_at=now, updated_at=now))
             elif not should and row is not None and row.source == ReviewSource.inferred.value:
-                _history(s, row, "delete", now)
-                s.delete(row)
-        s.flush()
+                gone.append(row)
+        if gone:
+            _history(conn, gone, "delete", now)
+            conn.execute(delete(_R).where(_R.c.id.in_([r.id for r in gone])))
+        for values in born:
+            _history(conn, [conn.execute(insert(_R).values(**values).returning(*_R.c)).one()], "create", now)
 
     def delete_review(self, step_id: str, reviewer: str, kind: ReviewKind | str = ReviewKind.editor) -> bool:
         """Withdraw a review (history kept); inferred labels follow.  False if there was none."""
         kind = ReviewKind(kind).value
-        with self._tx() as s:
-            row = s.scalar(select(ReviewRow).where(ReviewRow.step_id == step_id,
-                                                   ReviewRow.reviewer == reviewer,
-                                                   ReviewRow.kind == kind).with_for_update())
+        with self._conn() as conn:
+            row = conn.execute(select(_R).where(_R.c.step_id == step_id, _R.c.reviewer == reviewer,
+                                                _R.c.kind == kind).with_for_update()).first()
             if row is None:
                 return False
-            now, turn_id = _now(), row.turn_id
-            _history(s, row, "delete", now)
-            s.delete(row)
-            s.flush()
+            now = _now()
+            _history(conn, [row], "delete", now)
+            conn.execute(delete(_R).where(_R.c.id == row.id))
             if kind == ReviewKind.editor.value:
-                self._refresh_inferred(s, turn_id, reviewer, now)
+                self._refresh_inferred(conn, row.turn_id, reviewer, now)
             return True
 
     def reviews_for_step(self, step_id: str, *, kind: ReviewKind | str | None = None,
@@ -349,28 +338,55 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
                                  kind=ReviewKind(h.kind), rating=h.rating, correction=h.correction,
                                  fault_tags=tuple(FaultTag(t) for t in h.fault_tags or ()),
                                  source=ReviewSource(h.source), action=h.action,
-                                 recorded_at=_aware(h.recorded_at))
+                                 recorded_at=aware(h.recorded_at))
                     for h in s.scalars(q.order_by(ReviewHistoryRow.id))]
+
+    def iter_reviewed_turns(self, character: str | None = None, *, include_readers: bool = False,
+                            include_machine: bool = False, batch: int = 200
+                            ) -> Iterator[tuple[Turn, dict[str, list[Review]]]]:
+        """(full turn, step id -> all its reviews) for every turn an editor reviewed (or a reader
+        thumbed, with `include_readers`; machine labels count with `include_machine`), oldest
+        first.  The one reader of labelled steps: tuning and `iter_labelled_steps` use it."""
+        for rec in iter_turn_records(self.engine, character=character, include_machine=include_machine,
+                                     include_readers=include_readers, batch=batch):
+            turn = self.get_turn(rec.turn_id)
+            if turn is not None:
+                yield turn, self.reviews_for_turn(rec.turn_id)
 
     def iter_labelled_steps(self, character: str | None = None, *, include_machine: bool = False,
                             batch: int = 200) -> Iterator[tuple[str, str, Step, list[Review]]]:
         """(character_id, question, full step, all its reviews) for every step of turns an editor
         reviewed, oldest turn first; machine labels only with `include_machine`."""
-        from app.review.exports import iter_turn_records
-
-        for rec in iter_turn_records(self.engine, character=character, include_machine=include_machine,
-                                     batch=batch):
-            turn = self.get_turn(rec.turn_id)
-            reviews = self.reviews_for_turn(rec.turn_id)
-            for step in turn.steps if turn else ():
+        for turn, reviews in self.iter_reviewed_turns(character, include_machine=include_machine, batch=batch):
+            for step in turn.steps:
                 mine = [r for r in reviews.get(step.id, [])
                         if include_machine or r.source is not ReviewSource.machine]
                 if mine:
                     yield turn.character_id, turn.question, step, mine
 
 
-def _history(s: Session, row: ReviewRow, action: str, now: datetime) -> None:
-    s.add(ReviewHistoryRow(review_id=row.id, step_id=row.step_id, reviewer=row.reviewer, kind=row.kind,
-                           rating=row.rating, correction=row.correction or "",
-                           fault_tags=list(row.fault_tags or []), source=row.source, action=action,
-                           recorded_at=now))
+_R, _S, _H = ReviewRow.__table__, StepRow.__table__, ReviewHistoryRow.__table__
+_ROW_TYPES = dict(fault_tags=JSON, created_at=DateTime(timezone=True), updated_at=DateTime(timezone=True))
+_COLS = "id, step_id, turn_id, reviewer, kind, rating, correction, fault_tags, source, created_at, updated_at"
+# the step's turn, the reviewer's current review of it, and whether early stop has state to keep
+_LOOKUP = text("""
+SELECT s.turn_id AS turn_id,
+  (SELECT r.id FROM reviews r WHERE r.step_id = s.id AND r.reviewer = :reviewer AND r.kind = :kind) AS prior,
+  EXISTS (SELECT 1 FROM reviews r WHERE r.turn_id = s.turn_id AND r.reviewer = :reviewer AND r.kind = 'editor'
+          AND r.step_id <> s.id AND (r.source = 'inferred' OR (r.source = 'human' AND r.rating = -1))) AS early
+FROM turn_steps s WHERE s.id = :step_id""")
+_INSERT = text(f"""
+INSERT INTO reviews (step_id, turn_id, reviewer, kind, rating, correction, fault_tags, source, created_at, updated_at)
+VALUES (:step_id, :turn_id, :reviewer, :kind, :rating, :correction, :tags, :source, :now, :now)
+RETURNING {_COLS}""").bindparams(bindparam("now", type_=DateTime(timezone=True))).columns(**_ROW_TYPES)
+_UPDATE = text(f"""
+UPDATE reviews SET rating = :rating, correction = :correction, fault_tags = :tags, source = :source,
+  updated_at = :now WHERE id = :id
+RETURNING {_COLS}""").bindparams(bindparam("now", type_=DateTime(timezone=True))).columns(**_ROW_TYPES)
+
+
+def _history(conn: Connection, rows, action: str, now: datetime) -> None:  # noqa: ANN001
+    conn.execute(insert(_H), [dict(review_id=r.id, step_id=r.step_id, reviewer=r.reviewer, kind=r.kind,
+                                   rating=r.rating, correction=r.correction or "",
+                                   fault_tags=list(r.fault_tags or []), source=r.source, action=action,
+                                   recorded_at=now) for r in rows])

@@ -203,6 +203,8 @@ def snapshots_activate(character: str = typer.Argument(...), version: str = type
     settings = command_settings()
     mirror, store = _mirror(settings)
     try:
+        if store is not None:      # built on another machine of a shared database: its files come from there
+            snap.SharedSnapshots(settings, store).materialize(character, version)
         meta = snap.activate(settings, character, version, mirror=mirror)
     except (snap.SnapshotError, KeyError) as exc:
         fail(str(exc))

@@ -32,18 +32,12 @@ def _chosen(step) -> Candidate:
 def collect_labelled_steps(store, character_id: str,
                            character: Character | None = None) -> list[LabelledStep]:
     """Every reviewed step of the character's turns (full steps: candidates, features, excerpts)."""
-    from app.review.exports import iter_turn_records
-
     build_query = None
     if character is not None:
         from app.bots.backends.base import step_text
         from app.bots.engine import build_query
     items: list[LabelledStep] = []
-    for record in iter_turn_records(store.engine, character=character_id, include_readers=True):
-        turn = store.get_turn(record.turn_id)
-        if turn is None:
-            continue
-        reviews = store.reviews_for_turn(turn.id)          # editors and readers alike
+    for turn, reviews in store.iter_reviewed_turns(character_id, include_readers=True):   # editors and readers
         labelled = label_steps((turn.character_id, turn.question, step, reviews.get(step.id, []))
                                for step in turn.steps)
         for item in labelled:
@@ -70,13 +64,16 @@ def uncertainty_priority(scorer: VerifierScorer) -> Callable[[Turn], float]:
     return priority
 
 
-def snapshot_priority(settings: Settings, fallback: Callable[[Turn], float] | None = None) -> Callable[[Turn], float]:
+def snapshot_priority(settings: Settings, fallback: Callable[[Turn], float] | None = None, *,
+                      snapshots=None) -> Callable[[Turn], float]:
     """Queue priority for *new* turns: the active snapshot's verifier uncertainty for the turn's
-    character, else `fallback` (the store's default).  Pass it as ``ReviewStore(url, priority=...)``."""
+    character, else `fallback` (the store's default).  Pass it as ``ReviewStore(url, priority=...)``.
+    ``snapshots``: character id -> active snapshot (``SharedSnapshots``; default the data dir's)."""
     from app.tuning.snapshots import active_snapshot
 
     def priority(turn: Turn) -> float:
-        snap = active_snapshot(settings, turn.character_id)
+        snap = (snapshots(turn.character_id) if snapshots is not None
+                else active_snapshot(settings, turn.character_id))
         scorer = snap.scorer() if snap is not None else None
         if scorer is None:
             return fallback(turn) if fallback is not None else 0.0

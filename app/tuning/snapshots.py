@@ -4,11 +4,14 @@ Layout under ``<data_dir>/snapshots/<character>/``:
   ``<version>/``    meta.json, verifier.json, reranker.json, priors.json, exemplars.jsonl
   ``ACTIVE``        the active version (one line, replaced atomically; empty = untuned)
   ``history.json``  versions in the order they were activated (what rollback walks back)
-The folders are the source of truth; a `SnapshotMirror` (`StoreMirror`: the
-review store's tuning snapshot table) gets every new snapshot and activation so
-the rest of the app can list them.  `active_snapshot(settings, character_id)` only stats the ``ACTIVE``
-file per call and reloads when it changed, so a running app picks up a newly
-activated snapshot for its next conversation without a restart.
+On one machine the folders are the source of truth; a `SnapshotMirror`
+(`StoreMirror`: the review store's tuning snapshot table) gets every new snapshot,
+its files and every activation.  `active_snapshot(settings, character_id)` only
+stats the ``ACTIVE`` file per call and reloads when it changed, so a running app
+picks up a newly activated snapshot for its next conversation without a restart.
+With a shared database, `SharedSnapshots(settings, store)` answers instead: the
+table says which snapshot is active, and its files are written into the local
+folders (a cache) the first time an instance needs them.
 """
 
 from __future__ import annotations
@@ -91,6 +94,11 @@ class SnapshotMirror(Protocol):
     def set_active(self, character_id: str, snapshot: "LoadedSnapshot | None") -> None: ...
 
 
+def folder_files(folder: Path) -> dict[str, str]:
+    """A snapshot folder's files (name -> text), as the store keeps them."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
 class StoreMirror:
     """Mirrors snapshots into `ReviewStore`'s tuning snapshot table (id ``<character>@<version>``)."""
 
@@ -100,7 +108,8 @@ class StoreMirror:
     def add(self, meta: SnapshotMeta, folder: Path) -> None:
         metrics = {**meta.metrics, "version": meta.version, "n_reviews": meta.n_reviews,
                    "parts": meta.parts, "notes": meta.notes}
-        self.store.add_snapshot(meta.id, meta.character_id, metrics=metrics, artifact_path=str(folder))
+        self.store.add_snapshot(meta.id, meta.character_id, metrics=metrics, artifact_path=str(folder),
+                                artefacts=folder_files(folder))
 
     def set_active(self, character_id: str, snapshot: "LoadedSnapshot | None") -> None:
         if snapshot is None:
@@ -309,16 +318,95 @@ def active_snapshot(settings: Settings, character_id: str) -> LoadedSnapshot | N
     return loaded
 
 
+class SharedSnapshots:
+    """Active snapshots as the shared database says (any instance, any machine).
+
+    ``active(character_id)`` asks the store at most every ``ttl_s`` seconds per character;
+    a snapshot whose folder this machine lacks is written from the row's artefacts first.
+    """
+
+    def __init__(self, settings: Settings, store, ttl_s: float = 1.0) -> None:
+        self.settings, self.store, self.ttl_s = settings, store, ttl_s
+        self._seen: dict[str, tuple[float, LoadedSnapshot | None]] = {}
+        self._lock = threading.Lock()
+
+    def materialize(self, character_id: str, version: str) -> Path:
+        """The snapshot's folder, written from the database when this machine does not have it."""
+        folder = character_dir(self.settings, character_id) / _check_id(version, "version")
+        if (folder / "meta.json").exists():
+            return folder
+        files = self.store.snapshot_artefacts(f"{character_id}@{version}")
+        if not files:               # load_snapshot() then says what is missing
+            return folder
+        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (tmp / Path(name).name).write_text(text, encoding="utf-8")
+        try:
+            os.replace(tmp, folder)
+        except OSError:             # another worker wrote it first
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    def active(self, character_id: str) -> LoadedSnapshot | None:
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(character_id)
+            if seen and now - seen[0] < self.ttl_s:
+                return seen[1]
+        info = self.store.active_snapshot(character_id)
+        loaded = None
+        if info is not None:
+            version = info.id.split("@", 1)[1]
+            cached = seen[1] if seen else None
+            if cached is not None and cached.id == info.id:
+                loaded = cached
+            else:
+                self.materialize(character_id, version)
+                loaded = load_snapshot(self.settings, character_id, version)
+        with self._lock:
+            self._seen[character_id] = (now, loaded)
+        return loaded
+
+    __call__ = active
+
+
+def share_snapshots(settings: Settings, store) -> tuple[list[str], list[str]]:
+    """Copy this data dir's snapshots (files included) into the store's table; make each character's
+    active one active there unless the table already names one.  Returns (added ids, activated ids)."""
+    known = {info.id for info in store.list_snapshots()}
+    mirror = StoreMirror(store)
+    added, activated = [], []
+    for character_id in list_characters(settings):
+        for meta in list_snapshots(settings, character_id):
+            folder = character_dir(settings, character_id) / meta.version
+            if meta.id not in known:
+                mirror.add(meta, folder)
+                added.append(meta.id)
+            elif not store.snapshot_artefacts(meta.id):      # a row copied from the old database
+                store.attach_artefacts(meta.id, folder_files(folder))
+        version = active_version(settings, character_id)
+        if version and store.active_snapshot(character_id) is None:
+            store.activate_snapshot(f"{character_id}@{version}")
+            activated.append(f"{character_id}@{version}")
+    return added, activated
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def tuned_parts(settings: Settings, character_id: str, retriever: Retriever,
-                warn=None) -> tuple[Retriever, VerifierScorer | None, SnapshotExemplars | None, str | None]:
+def tuned_parts(settings: Settings, character_id: str, retriever: Retriever, warn=None, *,
+                snapshots=None) -> tuple[Retriever, VerifierScorer | None, SnapshotExemplars | None, str | None]:
     """What the character's active snapshot gives a new engine: (retriever, scorer, exemplars,
-    snapshot id).  A broken snapshot is reported through ``warn`` and the untuned parts are used."""
+    snapshot id).  ``snapshots``: where the active one comes from (``SharedSnapshots``; default the
+    data dir's folders).  A broken snapshot is reported through ``warn`` and the untuned parts are used."""
     try:
-        snap = active_snapshot(settings, character_id)
+        snap = snapshots(character_id) if snapshots is not None else active_snapshot(settings, character_id)
     except Exception as exc:  # a broken snapshot must not stop an answer
         if warn is not None:
             warn(f"tuning snapshot for {character_id} not used: {exc}")

@@ -20,7 +20,7 @@ import chainlit as cl
 
 from app.domain import ReviewKind, Role
 from app.ui import inputs, present, render
-from app.ui.services import get_services
+from app.ui.services import Services
 
 log = logging.getLogger("bookbot.ui")
 
@@ -29,8 +29,7 @@ OFFLINE_NOTICE = ("**Offline mode.** No language model is configured, so each st
                   "Set `BOOKBOT_LLM_BASE_URL` and `BOOKBOT_LLM_MODEL` to use a model.")
 
 
-async def answer(text: str, thread_id: str) -> None:
-    services = get_services()
+async def answer(services: Services, text: str, thread_id: str) -> None:
     checked = inputs.check_message(text)
     if checked.problem:
         await cl.Message(content=checked.problem, author="Bookbot").send()
@@ -59,9 +58,8 @@ async def answer(text: str, thread_id: str) -> None:
         cl.user_session.set("history", [list(p) for p in history[-10:]])
 
 
-async def record(payload: Any) -> dict[str, Any]:
+async def record(services: Services, payload: Any) -> dict[str, Any]:
     """The ``review_step`` action: validate, check the role, store, refresh the turn's controls."""
-    services = get_services()
     name = render.current_name()
     account = await asyncio.to_thread(services.store.get_user, name)
     if account is None:
@@ -87,7 +85,7 @@ async def record(payload: Any) -> dict[str, Any]:
     except Exception as exc:
         log.exception("review not stored")
         return {"ok": False, "error": f"review not stored (database problem): {exc}"}
-    await render.refresh_controls(services.store, entry["turn_id"])
+    await render.refresh_controls(services.store, entry["turn_id"], role)
     if stored.kind == ReviewKind.editor and stored.rating == -1:
         message = "Recorded −1: the later steps of this turn now count as wrong."
     else:
@@ -104,9 +102,8 @@ def _json(value: Any) -> Any:
     return value or {}
 
 
-async def resume(thread: dict) -> None:
+async def resume(services: Services, thread: dict) -> None:
     """Reopened thread: rebuild the history and the step → control map, refresh the controls."""
-    services = get_services()
     profile = cl.user_session.get("chat_profile")
     steps = thread.get("steps") or []
     history: list[list[str]] = []

@@ -4,7 +4,7 @@ Owns the start-up sequence of the web app: upgrade the database (Alembic, our
 tables and Chainlit's), create demo users in explicit development mode only,
 on the very first start create a lab account with a random one-time password,
 make sure the books are there (Rich progress), keep a persistent auth secret
-in the data dir, then hand over to ``chainlit run app/ui/main.py``.  Heavy
+(the setting; else in the shared database or the data dir), then hand over to ``chainlit run app/ui/main.py``.  Heavy
 modules are imported inside the commands so ``bookbot --help`` stays fast.
 """
 
@@ -42,9 +42,19 @@ def demo_password(role: str) -> str:
 
 
 def auth_secret(settings) -> str:
-    """BOOKBOT_AUTH_SECRET, else a random secret kept in <data_dir>/auth_secret (mode 600)."""
+    """BOOKBOT_AUTH_SECRET; else, on a shared database, one random secret kept there for every
+    instance (a token signed by one is valid on all); else one kept in <data_dir>/auth_secret (mode 600)."""
     if settings.auth_secret:
         return settings.auth_secret
+    if settings.shared_database:
+        from app.review.db import make_engine
+        from app.review.shared_tables import shared_value
+
+        engine = make_engine(settings.database_url)
+        try:
+            return shared_value(engine, "auth_secret", lambda: secrets.token_urlsafe(48))
+        finally:
+            engine.dispose()
     path = settings.data_dir / "auth_secret"
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip()

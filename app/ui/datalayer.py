@@ -2,8 +2,9 @@
 
 Owns: building Chainlit's data layer on the async twin of
 ``settings.resolved_database_url`` (sqlite+aiosqlite / postgresql+asyncpg), a
-small local storage client (Chainlit's SQLAlchemy layer silently drops every
-element without one), and ``BookbotDataLayer``, which checks ownership on every thread, step, element
+storage client that keeps element payloads in the database (Chainlit's
+SQLAlchemy layer silently drops every element without one; in the database
+every instance on a shared PostgreSQL sees them), and ``BookbotDataLayer``, which checks ownership on every thread, step, element
 and feedback read or write (``ownership``: the thread's user must be the
 signed-in user; a refused read shows nothing, a refused write raises
 ``AccessDenied`` and stores nothing), keeps refused reader messages only in
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Optional, Union
 
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
@@ -31,39 +32,47 @@ from app.ui import inputs
 from app.ui.ownership import NOT_YOURS, AccessDenied, OwnershipChecks, requester
 
 
-class LocalStorageClient(BaseStorageClient):
-    """Keeps element payloads as files under a folder of the data dir.
+class DatabaseStorageClient(BaseStorageClient):
+    """Keeps element payloads in the database's ``element_files`` table (migration 0005).
 
-    Our elements are custom elements whose content lives in their props, so
-    no URL is needed to show them again; the file is the durable copy.
+    Every instance on a shared database sees every element; our elements are custom
+    elements whose content lives in their props, so no URL is needed to show them again.
     """
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def _path(self, object_key: str) -> Path:
-        safe = Path(object_key.replace("..", "_"))
-        path = (self.root / safe).resolve()
-        if self.root.resolve() not in path.parents:
-            raise ValueError(f"object key escapes storage folder: {object_key!r}")
-        return path
+    def __init__(self, engine: Callable[[], Any]):
+        self._engine = engine       # the data layer's async engine, once it exists
 
     async def upload_file(self, object_key: str, data: Union[bytes, str],
                           mime: str = "application/octet-stream", overwrite: bool = True,
                           content_disposition: str | None = None) -> Dict[str, Any]:
-        path = self._path(object_key)
-        if path.exists() and not overwrite:
-            return {"object_key": object_key, "url": None}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        from sqlalchemy import delete, insert, select
+
+        from app.review.shared_tables import element_files as t
+
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        async with self._engine().begin() as conn:
+            if not overwrite and await conn.scalar(select(t.c.object_key).where(t.c.object_key == object_key)):
+                return {"object_key": object_key, "url": None}
+            await conn.execute(delete(t).where(t.c.object_key == object_key))
+            await conn.execute(insert(t).values(object_key=object_key, data=payload, mime=mime or "",
+                                                updated_at=datetime.now(timezone.utc)))
         return {"object_key": object_key, "url": None}
 
     async def delete_file(self, object_key: str) -> bool:
-        path = self._path(object_key)
-        if path.exists():
-            path.unlink()
-            return True
-        return False
+        from sqlalchemy import delete
+
+        from app.review.shared_tables import element_files as t
+
+        async with self._engine().begin() as conn:
+            return (await conn.execute(delete(t).where(t.c.object_key == object_key))).rowcount > 0
+
+    async def read_file(self, object_key: str) -> bytes | None:
+        from sqlalchemy import select
+
+        from app.review.shared_tables import element_files as t
+
+        async with self._engine().connect() as conn:
+            return await conn.scalar(select(t.c.data).where(t.c.object_key == object_key))
 
     async def get_read_url(self, object_key: str) -> str:
         return ""
@@ -88,7 +97,7 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
     """``control_props`` (optional) re-derives the review controls' props from the review store
     whenever a thread is read, so a reopened thread shows the reviews as they are now."""
 
-    def __init__(self, sync_url: str, files_dir: Path, control_props: ControlProps | None = None):
+    def __init__(self, sync_url: str, control_props: ControlProps | None = None):
         self.control_props = control_props
         self._locks: dict[str, asyncio.Lock] = {}
         from app.review.db import async_url
@@ -97,7 +106,7 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
         self.is_sqlite = conninfo.startswith("sqlite")
         connect_args = {"timeout": 30} if self.is_sqlite else {}
         super().__init__(conninfo=conninfo, connect_args=connect_args,
-                         storage_provider=LocalStorageClient(files_dir))
+                         storage_provider=DatabaseStorageClient(lambda: self.engine))
         from app.review.chainlit_tables import prepare_chainlit_engine
 
         prepare_chainlit_engine(self.engine)  # list/dict parameters (thread tags) as JSON on SQLite

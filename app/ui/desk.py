@@ -16,7 +16,7 @@ from typing import Any
 import chainlit as cl
 
 from app.ui import present, render
-from app.ui.services import get_services
+from app.ui.services import Services
 
 DESK_PROFILE = "Review desk"
 ACTION = "desk"
@@ -26,8 +26,8 @@ DESCRIPTION = ("**Editors' review desk.** Turns whose steps still need your rati
                "`next` or `skip` to move on.")
 
 
-async def _allowed() -> bool:
-    account = await asyncio.to_thread(get_services().store.get_user, render.current_name())
+async def _allowed(services: Services) -> bool:
+    account = await asyncio.to_thread(services.store.get_user, render.current_name())
     if account is None or not present.can_edit(account.role):
         await cl.Message(content="The review desk is for editors. Ask a lab member to run "
                          "`bookbot users set-role YOUR_NAME editor`.", author="Review desk").send()
@@ -35,15 +35,15 @@ async def _allowed() -> bool:
     return True
 
 
-def _names() -> dict[str, str]:
-    return {c.id: c.name for c in get_services().cards.all()}
+def _names(services: Services) -> dict[str, str]:
+    return {c.id: c.name for c in services.cards.all()}
 
 
-async def start() -> None:
-    if not await _allowed():
+async def start(services: Services) -> None:
+    if not await _allowed(services):
         return
     cl.user_session.set("desk_filter", None)
-    await show_next()
+    await show_next(services)
 
 
 def _filter_actions(current: str | None, names: dict[str, str], character_ids: list[str]) -> list[cl.Action]:
@@ -56,13 +56,12 @@ def _filter_actions(current: str | None, names: dict[str, str], character_ids: l
     return acts
 
 
-async def show_next() -> None:
-    services = get_services()
+async def show_next(services: Services) -> None:
     store, reviewer = services.store, render.current_name()
     character = cl.user_session.get("desk_filter")
     item = await asyncio.to_thread(store.next_turn, reviewer, character)
     progress = await asyncio.to_thread(store.progress, reviewer, character)
-    names = await asyncio.to_thread(_names)
+    names = await asyncio.to_thread(_names, services)
     character_ids = await asyncio.to_thread(store.characters)
     who = names.get(character, character) if character else "all characters"
     counts = (f"**Progress ({who}):** {progress.steps_done} of {progress.steps_total} steps reviewed · "
@@ -79,7 +78,7 @@ async def show_next() -> None:
         await cl.Message(content="That turn was deleted meanwhile; showing the next one.",
                          author="Review desk").send()
         await asyncio.to_thread(store.skip, reviewer, item.turn_id)
-        return await show_next()
+        return await show_next(services)
     cl.user_session.set("desk_turn", turn.id)
     header = (f"{counts}\n\n**{names.get(turn.character_id, turn.character_id)}** · asked "
               f"{item.created_at:%Y-%m-%d %H:%M} UTC · priority {item.priority:.2f}"
@@ -92,12 +91,12 @@ async def show_next() -> None:
                                   nav + filters)
 
 
-async def on_action(payload: Any) -> None:
-    if not await _allowed():
+async def on_action(services: Services, payload: Any) -> None:
+    if not await _allowed(services):
         return
     payload = payload if isinstance(payload, dict) else {}
     op = payload.get("op")
-    store, reviewer = get_services().store, render.current_name()
+    store, reviewer = services.store, render.current_name()
     if op == "skip" and isinstance(payload.get("turn_id"), str):
         try:
             await asyncio.to_thread(store.skip, reviewer, payload["turn_id"])
@@ -117,23 +116,23 @@ async def on_action(payload: Any) -> None:
     else:
         await cl.Message(content="Unknown desk action.", author="Review desk").send()
         return
-    await show_next()
+    await show_next(services)
 
 
-async def on_message(text: str) -> None:
-    if not await _allowed():
+async def on_message(services: Services, text: str) -> None:
+    if not await _allowed(services):
         return
     word = (text or "").strip()
     if word.lower() == "next":
-        return await on_action({"op": "next"})
+        return await on_action(services, {"op": "next"})
     if word.lower() == "skip":
         turn_id = cl.user_session.get("desk_turn")
-        return await on_action({"op": "skip", "turn_id": turn_id} if turn_id else {"op": "next"})
+        return await on_action(services, {"op": "skip", "turn_id": turn_id} if turn_id else {"op": "next"})
     if word.lower() in ("all", "*"):
-        return await on_action({"op": "filter", "character": ""})
-    names = await asyncio.to_thread(_names)
+        return await on_action(services, {"op": "filter", "character": ""})
+    names = await asyncio.to_thread(_names, services)
     for cid, name in names.items():
         if word.lower() in (cid.lower(), name.lower()):
-            return await on_action({"op": "filter", "character": cid})
+            return await on_action(services, {"op": "filter", "character": cid})
     await cl.Message(content="In the review desk, type `next`, `skip`, `all`, or a character's name "
                      "(" + ", ".join(names.values()) + ").", author="Review desk").send()

@@ -40,7 +40,7 @@ def _data_layer() -> Any:
 
     services = get_services()
     settings = services.settings
-    return BookbotDataLayer(settings.resolved_database_url, settings.data_dir / "chainlit_files",
+    return BookbotDataLayer(settings.resolved_database_url,
                             control_props=lambda author, props: actions.control_props(services.store,
                                                                                       author, props))
 
@@ -153,7 +153,7 @@ async def _start() -> None:
     services = get_services()
     profile = cl.user_session.get("chat_profile")
     if profile == DESK_PROFILE:
-        await desk.start()
+        await desk.start(services)
         return
     character = await asyncio.to_thread(_character_for_profile, profile)
     if character is None:
@@ -176,31 +176,32 @@ async def _start() -> None:
 
 @cl.on_chat_resume
 async def _resume(thread: dict) -> None:
-    await actions.resume(thread)
+    await actions.resume(get_services(), thread)
 
 
 @cl.on_message
 async def _message(message: cl.Message) -> None:
     if await _session_ended():
         return
+    services = get_services()
     if cl.user_session.get("chat_profile") == DESK_PROFILE:
-        await desk.on_message(message.content)
+        await desk.on_message(services, message.content)
         return
-    await actions.answer(message.content, message.thread_id)
+    await actions.answer(services, message.content, message.thread_id)
 
 
 @cl.action_callback("review_step")
 async def _review(action: cl.Action) -> dict:
     if await _session_ended():
         return {"ok": False, "error": "review refused: " + guard.ENDED}
-    return await actions.record(action.payload)
+    return await actions.record(get_services(), action.payload)
 
 
 @cl.action_callback(desk.ACTION)
 async def _desk(action: cl.Action) -> None:
     if await _session_ended():
         return
-    await desk.on_action(action.payload)
+    await desk.on_action(get_services(), action.payload)
 
 
 @cl.action_callback(STARTER)
@@ -216,4 +217,4 @@ async def _starter(action: cl.Action) -> None:
     user = cl.user_session.get("user")
     message = cl.Message(content=question, author=getattr(user, "identifier", "you"), type="user_message")
     await message.send()
-    await actions.answer(question, cl.context.session.thread_id)
+    await actions.answer(get_services(), question, cl.context.session.thread_id)

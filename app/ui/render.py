@@ -50,8 +50,12 @@ def _current_step_id() -> str | None:
 
 def own_reviews(store: Any, step_id: str, reviewer: str) -> tuple[Review | None, Review | None]:
     """(reader review, editor review) of this reviewer for a step; the editor one may be inferred."""
+    return _own(store.reviews_for_step(step_id), reviewer)
+
+
+def _own(reviews: list[Review], reviewer: str) -> tuple[Review | None, Review | None]:
     reader = editor = None
-    for r in store.reviews_for_step(step_id):
+    for r in reviews:
         if r.reviewer != reviewer:
             continue
         if r.kind == ReviewKind.reader:
@@ -93,22 +97,29 @@ async def finish_step(cl_step: cl.Step, step: Step, role: Role, reader: Review |
     await cl_step.update()
     controls_registry()[step.id] = {"element_id": control_id, "for_id": cl_step.id,
                                     "thread_id": cl_step.thread_id, "turn_id": step.turn_id,
-                                    "index": step.index, "name": step.name}
+                                    "index": step.index, "name": step.name, "props": elements[-1].props}
 
 
-async def refresh_controls(store: Any, turn_id: str) -> int:
-    """Re-send the review controls of a turn's steps with what the store now holds; returns how many."""
-    reviewer, role = current_name(), await viewer_role(store)
+async def refresh_controls(store: Any, turn_id: str, role: Role | None = None) -> int:
+    """Re-send the review controls of a turn's steps whose state the store changed (one read of the
+    turn's reviews; unchanged controls are not re-sent nor re-stored); returns how many were sent."""
+    reviewer, role = current_name(), role or await viewer_role(store)
     entries = [(sid, e) for sid, e in controls_registry().items() if e["turn_id"] == turn_id]
+    reviews = await asyncio.to_thread(store.reviews_for_turn, turn_id)
+    sent = 0
     for step_id, entry in entries:
-        reader, editor = await asyncio.to_thread(own_reviews, store, step_id, reviewer)
+        reader, editor = _own(reviews.get(step_id, []), reviewer)
         props = present.review_props(step_id, entry["name"], role, reader=reader, editor=editor,
                                      turn_id=turn_id, step_index=entry["index"])
+        if props == entry.get("props"):
+            continue
+        entry["props"] = props
+        sent += 1
         element = cl.CustomElement(id=entry["element_id"], name="StepReview", props=props,
                                    display="inline", for_id=entry["for_id"],
                                    thread_id=entry.get("thread_id") or cl.context.session.thread_id)
         await element.update()
-    return len(entries)
+    return sent
 
 
 async def stream_turn(services: Any, character: Any, question: str, history: list[tuple[str, str]],

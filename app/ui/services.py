@@ -1,11 +1,14 @@
-"""The collaborators one Chainlit server process shares, built once on first use.
+"""The collaborators one Chainlit server process shares, built once and handed to every handler.
 
 Owns: wiring settings → character cards (hot reload), review store, LLM
 backend, book library and, per turn, an Engine with the character's active
 tuning snapshot (verifier scorer, re-ranking retriever, exemplars) when one
-exists.  No chainlit import: the UI modules and the load benchmark use it the
-same way.  Nothing is built at import time; ``get_services()`` builds on the
-first call (the Chainlit entry module calls it inside its callbacks).
+exists — from the data dir's folders on one machine, from the shared database
+(``SharedSnapshots``) when several instances share PostgreSQL.  No chainlit
+import: the UI modules and the load benchmark use it the same way.  Nothing is
+built at import time; the Chainlit entry module (``main``) builds one
+``Services`` on first use and passes it to the handlers in ``actions``,
+``desk`` and ``render``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Callable, Optional
 
 from app.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.bots.backends.base import Backend
+    from app.bots.cards import CardRegistry
+    from app.bots.engine import Engine
+    from app.evidence import SentenceVectors
+    from app.library.library import Library
+    from app.review.store import ReviewStore
+    from app.tuning.snapshots import LoadedSnapshot
 
 log = logging.getLogger("bookbot.ui")
 
@@ -23,11 +35,12 @@ log = logging.getLogger("bookbot.ui")
 @dataclass
 class Services:
     settings: Settings
-    cards: Any                      # app.bots.cards.CardRegistry
-    store: Any                      # app.review.store.ReviewStore
-    backend: Any                    # app.bots.backends.Backend
-    _library: Any = None
-    _vectors: Any = None
+    cards: "CardRegistry"
+    store: "ReviewStore"
+    backend: "Backend"
+    snapshots: Optional[Callable[[str], Optional["LoadedSnapshot"]]] = None   # None: the data dir's folders
+    _library: Optional["Library"] = None
+    _vectors: Optional["SentenceVectors"] = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -37,18 +50,21 @@ class Services:
         from app.review.queue import least_grounded_first
         from app.review.store import ReviewStore
         from app.tuning.service import snapshot_priority
+        from app.tuning.snapshots import SharedSnapshots
 
         settings.ensure_dirs()
-        priority = snapshot_priority(settings, fallback=least_grounded_first)   # verifier uncertainty once tuned
-        return cls(settings=settings, cards=load_characters(settings),
-                   store=ReviewStore(settings.resolved_database_url, priority=priority),
-                   backend=make_backend(settings))
+        store = ReviewStore(settings.resolved_database_url)
+        snapshots = SharedSnapshots(settings, store) if settings.shared_database else None
+        # queue priority of new turns: the verifier's uncertainty once tuned
+        store.priority = snapshot_priority(settings, fallback=least_grounded_first, snapshots=snapshots)
+        return cls(settings=settings, cards=load_characters(settings), store=store,
+                   backend=make_backend(settings), snapshots=snapshots)
 
     @property
     def offline(self) -> bool:
         return bool(getattr(self.backend, "offline", False))
 
-    def library(self) -> Any:
+    def library(self) -> "Library":
         with self._lock:
             if self._library is None:
                 from app.library import open_library
@@ -56,7 +72,7 @@ class Services:
                 self._library = open_library(self.settings, warn=lambda msg: log.warning("%s", msg))
             return self._library
 
-    def sentence_vectors(self):
+    def sentence_vectors(self) -> Optional["SentenceVectors"]:
         """One sentence-vector cache per process over the library's embedder (None without a model)."""
         if self._vectors is None and self.library().embedder is not None:
             from app.evidence import SentenceVectors
@@ -64,14 +80,14 @@ class Services:
             self._vectors = SentenceVectors(self.library().embedder)
         return self._vectors
 
-    def engine_for(self, character_id: str) -> tuple[Any, str | None]:
+    def engine_for(self, character_id: str) -> tuple["Engine", str | None]:
         """An Engine for one character (its active tuning snapshot applied) and the snapshot id."""
         from app.bots.engine import Engine
-
         from app.tuning.snapshots import tuned_parts
 
         retriever, scorer, exemplars, snapshot_id = tuned_parts(
-            self.settings, character_id, self.library().retriever(), warn=lambda msg: log.warning("%s", msg))
+            self.settings, character_id, self.library().retriever(), warn=lambda msg: log.warning("%s", msg),
+            snapshots=self.snapshots)
         engine = Engine(retriever, self.backend, sink=self.store, scorer=scorer, exemplars=exemplars,
                         candidates=self.settings.candidates_per_step, top_k=self.settings.top_k,
                         vectors=self.sentence_vectors())
@@ -83,7 +99,8 @@ _services_lock = threading.Lock()
 
 
 def get_services(settings: Settings | None = None) -> Services:
-    """The process-wide Services, built on first call from ``Settings()`` (BOOKBOT_* env)."""
+    """The process-wide Services, built on first call from ``Settings()`` (BOOKBOT_* env).
+    Only the Chainlit entry module calls it; handlers receive the Services it returns."""
     global _services
     with _services_lock:
         if _services is None:

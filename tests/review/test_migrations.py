@@ -9,11 +9,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from app.review import chainlit_tables, db
+from app.review import chainlit_tables, db, shared_tables  # noqa: F401  (its tables on the metadata)
 from app.review.models import metadata
 
 OURS = {"accounts", "conversations", "turns", "turn_steps", "candidates", "citations", "reviews",
-        "review_history", "queue_skips", "tuning_snapshots", "sign_in_throttle"}
+        "review_history", "queue_skips", "tuning_snapshots", "sign_in_throttle", "library_books",
+        "library_excerpts", "library_meta", "element_files", "app_meta"}
 CHAINLIT_STEP_COLUMNS = {  # every column chainlit/data/sql_alchemy.py and Step/Message.to_dict use
     "id", "name", "type", "threadId", "parentId", "streaming", "waitForAnswer", "isError", "metadata",
     "tags", "input", "output", "createdAt", "command", "start", "end", "generation", "showInput",

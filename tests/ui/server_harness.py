@@ -44,30 +44,43 @@ def server_env(settings) -> dict[str, str]:
                 "BOOKBOT_EMBED_MODEL_DIR": str(settings.embed_model_dir), "PYTHONUNBUFFERED": "1"})
     if settings.database_url:
         env["BOOKBOT_DATABASE_URL"] = settings.database_url
+    if settings.chroma_url:
+        env["BOOKBOT_CHROMA_URL"] = settings.chroma_url
     env.pop("DATABASE_URL", None)
     env.pop("OPENAI_API_KEY", None)
     return env
 
 
-def start_server(settings, log_path: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
+def _start(name: str, argv: list[str], log_path: Path, health: str, timeout: float,
+           **popen) -> tuple[subprocess.Popen, str]:
+    """Run ``argv`` (with ``{port}`` filled in) until ``health`` answers 200; (process, base URL)."""
     port = free_port()
-    log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-sync-books", "--port", str(port)],
-                            cwd=ROOT, env=server_env(settings), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen([a.format(port=port) for a in argv], stdout=log_path.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True, **popen)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(url + "/", timeout=2).status_code == 200:
+            if httpx.get(url + health, timeout=2).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.3)
     stop_server(proc)
-    raise RuntimeError(f"server did not answer in {timeout}s:\n{log_path.read_text()[-3000:]}")
+    raise RuntimeError(f"{name} did not answer in {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+def start_server(settings, log_path: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
+    argv = [sys.executable, "-m", "app.cli", "serve", "--no-sync-books", "--port", "{port}"]
+    return _start("server", argv, log_path, "/", timeout, cwd=ROOT, env=server_env(settings))
+
+
+def start_chroma(path: Path, log_path: Path, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """A real ``chroma run`` server on a free loopback port, answering its heartbeat."""
+    argv = ["chroma", "run", "--path", str(path), "--host", "127.0.0.1", "--port", "{port}"]
+    return _start("chroma", argv, log_path, "/api/v2/heartbeat", timeout)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -80,9 +93,10 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-def prepare_data(base: Path, model_dir: Path, book: Path, users: dict[str, tuple[str, str]],
-                 chapters: int = 2, database_url: str | None = None):
-    """A data dir with the opening of one real book imported, the database migrated, accounts added."""
+def prepare_data(base: Path, model_dir: Path, book: Path | None, users: dict[str, tuple[str, str]],
+                 chapters: int = 2, database_url: str | None = None, chroma_url: str | None = None):
+    """A data dir with the opening of one real book imported (none when ``book`` is None), the
+    database migrated, accounts added (those that do not exist yet)."""
     from app.library import open_library
     from app.review.db import upgrade
     from app.review.store import ReviewStore
@@ -94,14 +108,17 @@ def prepare_data(base: Path, model_dir: Path, book: Path, users: dict[str, tuple
     shutil.copytree(ROOT / "characters", base / "characters", dirs_exist_ok=True)   # a lab member may edit
     settings = Settings(data_dir=base / "data", books_dir=base / "books", characters_dir=base / "characters",
                         reviews_dir=base / "reviews", embed_model_dir=model_dir, database_url=database_url,
-                        llm_base_url=None, llm_model=None, chroma_url=None)
+                        llm_base_url=None, llm_model=None, chroma_url=chroma_url)
     settings.ensure_dirs()
-    library = open_library(settings)
-    library.add_file(book, data=book_opening(book, chapters))
-    library.close()
     upgrade(settings.resolved_database_url)
+    if book is not None:
+        library = open_library(settings)
+        library.add_file(book, data=book_opening(book, chapters))
+        library.close()
     store = ReviewStore(settings.resolved_database_url)
+    existing = {u.name for u in store.list_users()}
     for name, (role, password) in users.items():
-        store.add_user(name, password, role)
+        if name not in existing:
+            store.add_user(name, password, role)
     store.close()
     return settings

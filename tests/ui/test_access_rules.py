@@ -39,7 +39,7 @@ def _rows(url: str) -> dict[str, list]:
         engine.dispose()
 
 
-async def _ownership(url: str, files_dir) -> dict:
+async def _ownership(url: str) -> dict:
     import chainlit as cl
     from chainlit.types import Feedback, Pagination, ThreadFilter
 
@@ -48,7 +48,7 @@ async def _ownership(url: str, files_dir) -> dict:
 
     from chainlit.context import init_http_context
 
-    layer = BookbotDataLayer(url, files_dir)
+    layer = BookbotDataLayer(url)
     init_http_context(user=cl.User(identifier="ed"))
     ed = await layer.create_user(cl.User(identifier="ed"))
     rita = await layer.create_user(cl.User(identifier="rita"))
@@ -111,7 +111,7 @@ async def _ownership(url: str, files_dir) -> dict:
 
 def test_data_layer_refuses_other_users_items(db_url, tmp_path):
     with ThreadPoolExecutor(1) as pool:
-        out = pool.submit(asyncio.run, _ownership(db_url, tmp_path / "files")).result()
+        out = pool.submit(asyncio.run, _ownership(db_url)).result()
     assert all(v != "allowed" for v in out["refused"].values()), out["refused"]
     assert out["unchanged"]
     shell = out["shell"]                                 # an empty shell Chainlit's author checks refuse

@@ -28,14 +28,14 @@ def db_url(request, tmp_path):
     yield request.getfixturevalue("pg_url")
 
 
-async def _roundtrip(url: str, files_dir) -> tuple[dict, list]:
+async def _roundtrip(url: str) -> tuple[dict, list, bytes | None]:
     import chainlit as cl
     from chainlit.context import init_http_context
     from chainlit.types import Pagination, ThreadFilter
 
     from app.ui.datalayer import BookbotDataLayer
 
-    layer = BookbotDataLayer(url, files_dir)
+    layer = BookbotDataLayer(url)
     init_http_context(user=cl.User(identifier="ed"))
     user = await layer.create_user(cl.User(identifier="ed", metadata={"role": "editor"}))
     thread_id, step_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -51,14 +51,15 @@ async def _roundtrip(url: str, files_dir) -> tuple[dict, list]:
     await layer.create_element(element)
     thread = await layer.get_thread(thread_id)
     listed = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=user.id))
+    payload = await layer.storage_provider.read_file(thread["elements"][0]["objectKey"])
     await layer.engine.dispose()
-    return thread, [t["id"] for t in listed.data]
+    return thread, [t["id"] for t in listed.data], payload
 
 
 def test_reopened_thread_has_tags_open_steps_and_element_props(db_url, tmp_path):
     upgrade(db_url)
     with ThreadPoolExecutor(1) as pool:
-        thread, listed = pool.submit(asyncio.run, _roundtrip(db_url, tmp_path / "files")).result()
+        thread, listed, payload = pool.submit(asyncio.run, _roundtrip(db_url)).result()
     assert thread is not None and listed == [thread["id"]]          # shows in the history sidebar
     assert thread["tags"] == ["Sherlock Holmes"]
     assert thread["metadata"]["chat_profile"] == "Sherlock Holmes"
@@ -67,4 +68,5 @@ def test_reopened_thread_has_tags_open_steps_and_element_props(db_url, tmp_path)
     (element,) = thread["elements"]
     assert element["props"] == {"step_id": "s-1", "role": "editor"}
     assert element["forId"] == step["id"]
-    assert any((tmp_path / "files").rglob("*"))                     # the payload is kept on disk
+    assert payload and b"s-1" in payload          # the payload is kept in the database (element_files)
+    assert not (tmp_path / "data").exists()

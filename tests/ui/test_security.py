@@ -44,7 +44,7 @@ def rows(engine, table: str) -> list[tuple]:
 
 
 def snapshot(engine) -> dict[str, list[tuple]]:
-    return {t: rows(engine, t) for t in ("threads", "elements", "feedbacks", "reviews", "accounts")}
+    return {t: rows(engine, t) for t in ("threads", "elements", "element_files", "feedbacks", "reviews", "accounts")}
 
 
 def files(settings) -> list[str]:

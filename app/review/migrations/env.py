@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from app.review import chainlit_tables  # noqa: F401  (registers Chainlit's tables on the metadata)
+from app.review import chainlit_tables, shared_tables  # noqa: F401  (register their tables on the metadata)
 from app.review.models import metadata
 
 config = context.config
