@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -84,8 +85,8 @@ def test_ask_offline_prints_steps_citations_answer(cli, alice_library):
     assert out.exit_code == 0, out.output
     text = out.output
     assert "OFFLINE MODE" in text
-    for i, name in enumerate(["Notice", "Check the rules", "Try it", "Make sense of it"], 1):
-        assert f"[{i}/4] {name}" in text
+    for name in ["Notice", "Check the rules", "Try it", "Make sense of it"]:   # Alice's card is a graph:
+        assert re.search(rf"\[\d+\] {name}", text)                              # steps numbered on the path
     assert "Alice\u2019s Adventures in Wonderland" in text and "ch. " in text and "\u201c" in text
     assert "Curiouser and curiouser!" in text          # the card's answer template
     assert "steps grounded" in text
@@ -109,7 +110,7 @@ def test_ask_without_books_says_how_to_fix(cli):
 def test_chat_repl(cli, alice_library):
     out = cli("chat", "alice", input="What did the Caterpillar ask?\nexit\n")
     assert out.exit_code == 0, out.output
-    assert "How do you do?" in out.output and "OFFLINE MODE" in out.output and "[4/4]" in out.output
+    assert "How do you do?" in out.output and "OFFLINE MODE" in out.output and "[4] " in out.output
 
 
 def test_ask_save_stores_turn_for_review(cli, alice_library, tmp_path):
