@@ -230,7 +230,7 @@ def _unreachable(graph: ProcedureGraph, edges: Mapping[str, list[tuple[str, bool
     problems = []
     for i, step in enumerate(graph.steps):
         if step.name not in seen:
-            before = graph.steps[i - 1].name
+            before = next(s.name for s in reversed(graph.steps[:i]) if s.name in seen)
             problems.append(((*STEPS_LOC, i, "name"), f"step {step.name!r} can never be reached from "
                              f"{graph.first.name!r}",
                              f"add a transition `- to: {step.name}` to a step that runs (e.g. {before}), "
