@@ -113,6 +113,8 @@ def run_procedure(procedure: Sequence[ProcedureStep], take_step: TakeStep, score
                   transition_event: Callable[..., Any]) -> Iterator[Any]:
     """The engine events of every step the graph takes, in order (``transition_event`` builds the
     engine's `TransitionTaken`).  Closing the iterator stops the turn after the current step."""
+    if not procedure:
+        return
     flow = ProcedureWorkflow(ProcedureGraph(procedure), take_step, scorer, transition_event)
     handoff: queue.SimpleQueue = queue.SimpleQueue()
 
