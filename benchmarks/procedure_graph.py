@@ -13,8 +13,10 @@ Two question sets:
 
 Per question, as `bookbot eval fairytaleqa` and `benchmarks/novel_eval.py` score it: evidence R@1 / R@3
 (the first / first three excerpts the steps cite, in the order the steps were taken), ROUGE-L F1 of the
-answer's conclusion against the gold answers; per turn the steps taken and the time to the first
-step.  Offline extractive backend, untuned (grounding score as the step confidence).  Prints one row
+answer's conclusion against the gold answers; besides, "answer R@1": does the passage the answer
+concludes with hold the evidence; per turn the steps taken and the time to the first step.  Both
+procedures share their first step (same query, same backend), so R@1 can only differ where that
+step cites nothing.  Offline extractive backend, untuned (grounding score as the step confidence).  Prints one row
 per procedure, the graph − list R@1 difference with a 95% bootstrap interval, and the steps ratio.
 """
 
@@ -62,7 +64,9 @@ def turn_scores(turn, first_ms: float, evidence: frozenset[str], answers) -> dic
     for step in turn.steps:
         ranked += [e for e in cited_ids(step) if e not in ranked]
     final = conclusion(turn.steps)
+    concluded = {c.excerpt_id for s in turn.steps for c in s.citations if c.valid and final and c.quote == final}
     return {"R@1": float(bool(set(ranked[:1]) & evidence)), "R@3": float(bool(set(ranked[:3]) & evidence)),
+            "answer R@1": float(bool(concluded & evidence)),
             "ROUGE-L": max((rouge_l(final, a) for a in answers), default=0.0),
             "steps": float(len(turn.steps)), "revisits": float(sum(s.visit > 1 for s in turn.steps)),
             "first_ms": first_ms}
@@ -89,8 +93,8 @@ def compare(jobs, label: str) -> dict:
         for name, character in order:
             turn, first = timed_turn(engine, character, question)
             rows[name].append(turn_scores(turn, first, evidence, answers))
-        print(f"\r{label}: {n + 1}/{len(jobs)}", end="", flush=True)
-    print()
+        if (n + 1) % 20 == 0 or n + 1 == len(jobs):
+            print(f"{label}: {n + 1}/{len(jobs)}", flush=True)
     return rows
 
 
@@ -99,13 +103,13 @@ def report(label: str, rows: dict) -> None:
 
     n = len(rows["list"])
     print(f"\n{label}: {n} questions")
-    print(f"{'procedure':10s} {'R@1':>6s} {'R@3':>6s} {'ROUGE-L':>8s} {'steps/turn':>11s} {'revisits':>9s} "
-          f"{'first step p50 ms':>18s}")
+    print(f"{'procedure':10s} {'R@1':>6s} {'R@3':>6s} {'answer R@1':>11s} {'ROUGE-L':>8s} {'steps/turn':>11s} "
+          f"{'revisits':>9s} {'first step p50 ms':>18s}")
     for name in ("list", "graph"):
         r = rows[name]
         mean = {k: statistics.mean(x[k] for x in r) for k in r[0]}
-        print(f"{name:10s} {mean['R@1']:6.3f} {mean['R@3']:6.3f} {mean['ROUGE-L']:8.3f} {mean['steps']:11.2f} "
-              f"{mean['revisits']:9.2f} {statistics.median(x['first_ms'] for x in r):18.1f}")
+        print(f"{name:10s} {mean['R@1']:6.3f} {mean['R@3']:6.3f} {mean['answer R@1']:11.3f} {mean['ROUGE-L']:8.3f} "
+              f"{mean['steps']:11.2f} {mean['revisits']:9.2f} {statistics.median(x['first_ms'] for x in r):18.1f}")
     diff = [g["R@1"] - b["R@1"] for g, b in zip(rows["graph"], rows["list"])]
     lo, hi = bootstrap_interval(diff)
     ratio = statistics.mean(x["steps"] for x in rows["graph"]) / statistics.mean(x["steps"] for x in rows["list"])
