@@ -1,6 +1,7 @@
 """The reasoning engine: runs a character's procedure for one question.
 
-For each procedure step: build a query (question + step search terms + earlier
+Steps are taken in the order the procedure's graph gives (`app.bots.workflow`; a
+list procedure is taken in list order).  For each step: build a query (question + step search terms + earlier
 steps), retrieve excerpts through the library's Retriever, ask the backend for
 N candidate steps, validate every candidate's citations against the excerpts
 retrieved for *this* step, score candidates with a pluggable StepScorer (the
