@@ -75,11 +75,38 @@ class Retriever(Protocol):
 
 # ---------------------------------------------------------------- characters
 
+STOP = "stop"                    # transition target that ends the procedure (the answer follows)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """When a transition applies, judged on the step just taken; every field given must hold."""
+    ungrounded: bool | None = None       # True: the step has no valid citation; False: it has one
+    score_below: float | None = None     # the step's confidence (0..1, the active verifier's P(good))
+    score_above: float | None = None
+    fault: tuple[str, ...] = ()          # any of these FaultTag values is predicted for the step
+    visits_below: int | None = None      # the step has been taken fewer times than this (this visit counted)
+
+    @property
+    def always(self) -> bool:
+        return (self.ungrounded is None and self.score_below is None and self.score_above is None
+                and not self.fault and self.visits_below is None)
+
+
+@dataclass(frozen=True)
+class Transition:
+    to: str                              # a step name, or STOP
+    when: Condition = Condition()
+    because: str = ""                    # the reason in the character's terms, e.g. "every hypothesis eliminated"
+
+
 @dataclass(frozen=True)
 class ProcedureStep:
     name: str                    # shown as the step title, e.g. "Observe"
     instruction: str             # what the character does in this step
     search: str = ""             # how it searches the book (added to the query)
+    next: tuple[Transition, ...] = ()   # tried in order after the step; none applies: the next step listed
+    max_visits: int | None = None       # how often this step may be taken in one turn (None: no own limit)
 
 
 @dataclass(frozen=True)
@@ -127,7 +154,7 @@ class Candidate:
 class Step:
     id: str
     turn_id: str
-    index: int                   # 0-based position in the procedure
+    index: int                   # 0-based position on the turn's path (= in the procedure for a list)
     name: str
     text: str
     citations: list[Citation]
@@ -138,6 +165,8 @@ class Step:
     retrieval_ms: float = 0.0
     generation_ms: float = 0.0
     origin: str = ""             # "model"; "fallback" (offline after the model failed); "offline"
+    visit: int = 1               # 1 the first time this procedure step is taken in the turn, 2 on a revisit …
+    via: str = ""                # why the procedure jumped to this step ("" when it simply followed the list)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.bots.cardschema import CardModel, describe_errors, dotted
-from app.bots.cards import CardError, CardInvalid
+from app.bots.cards import CardError, CardInvalid, card_graph_problems
 
 SPEC = "chara_card_v2"
 SPEC_VERSION = "2.0"
@@ -46,6 +46,21 @@ def format_mes_example(examples: list[tuple[str, str]]) -> str:
     return "\n".join(f"<START>\n{{{{user}}}}: {u}\n{{{{char}}}}: {c}" for u, c in examples)
 
 
+def procedure_dump(card: CardModel) -> dict[str, Any]:
+    """The procedure as plain data; a step's graph fields only when it has them (list cards stay as they were)."""
+    data = card.procedure.model_dump(exclude_none=True)
+    for step in data["steps"]:
+        if not step.get("next"):
+            step.pop("next", None)
+        for rule in step.get("next", []):
+            if not rule.get("because"):
+                rule.pop("because", None)
+            when = rule.get("when")
+            if when is not None and not when.get("fault"):
+                when.pop("fault", None)
+    return data
+
+
 def card_to_v2(card: CardModel) -> dict[str, Any]:
     extensions = dict(card.extensions)
     kept = extensions.pop(KEEP_KEY, {}) or {}
@@ -56,7 +71,7 @@ def card_to_v2(card: CardModel) -> dict[str, Any]:
         "icon": card.icon,
         "speech_style": card.persona.speech_style,
         "starters": list(card.starters),
-        "procedure": card.procedure.model_dump(),
+        "procedure": procedure_dump(card),
         "templates": dict(card.templates),
     }
     data: dict[str, Any] = {
@@ -189,7 +204,7 @@ def import_v2(path: Path, *, books: list[str] | None = None, card_id: str | None
     except ValueError as exc:
         raise CardInvalid([CardError(Path(path), "spec", str(exc), "export it as Character Card V2")]) from exc
     try:
-        return CardModel.model_validate(fields)
+        card = CardModel.model_validate(fields)
     except ValidationError as exc:
         errors = []
         for loc, message, fix in describe_errors(exc):
@@ -197,6 +212,11 @@ def import_v2(path: Path, *, books: list[str] | None = None, card_id: str | None
                 fix = "pass the book ids with --book ID (see `bookbot books list`)"
             errors.append(CardError(Path(path), dotted(loc), message, fix))
         raise CardInvalid(errors) from exc
+    problems = card_graph_problems(card)
+    if problems:
+        raise CardInvalid([CardError(Path(path), "data.extensions.bookbot." + dotted(loc), message, fix)
+                           for loc, message, fix in problems])
+    return card
 
 
 # ------------------------------------------------------------------ YAML writing
@@ -216,6 +236,7 @@ _CardDumper.add_representer(str, _str_presenter)
 
 def card_to_yaml(card: CardModel) -> str:
     data = card.model_dump(exclude_defaults=False)
+    data["procedure"] = procedure_dump(card)
     for key in ("tags", "creator", "version", "creator_notes", "extensions", "icon"):
         if not data.get(key):
             data.pop(key, None)

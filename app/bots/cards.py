@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.bots.cardschema import CardModel, describe_errors, dotted
+from app.bots.graph import graph_problems
 from app.domain import Character
 
 CARD_SUFFIXES = (".yaml", ".yml")
@@ -105,6 +106,8 @@ def parse_card_text(text: str, path: Path) -> CardModel:
         for loc, message, fix in describe_errors(exc):
             errors.append(CardError(path, dotted(loc), message, fix, line_for(loc, lines)))
         raise CardInvalid(errors) from exc
+    errors += [CardError(path, dotted(loc), message, fix, line_for(loc, lines))
+               for loc, message, fix in card_graph_problems(card)]
     if card.id != path.stem:
         errors.append(CardError(path, "id", f"id {card.id!r} differs from the file name {path.stem!r}",
                                 f"rename the file to {card.id}.yaml or set `id: {path.stem}`",
@@ -112,6 +115,11 @@ def parse_card_text(text: str, path: Path) -> CardModel:
     if errors:
         raise CardInvalid(errors)
     return card
+
+
+def card_graph_problems(card: CardModel) -> list[tuple[tuple[Any, ...], str, str]]:
+    """Unknown transition targets, unreachable steps, loops without a limit (see `app.bots.graph`)."""
+    return graph_problems([s.procedure_step() for s in card.procedure.steps])
 
 
 def parse_card_file(path: Path) -> CardModel:

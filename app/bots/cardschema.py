@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from app.domain import Character, ProcedureStep
+from app.domain import STOP, Character, Condition, FaultTag, ProcedureStep, Transition
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -43,10 +43,59 @@ class ExampleModel(_Strict):
     character: str = Field(min_length=1)
 
 
+class WhenModel(_Strict):
+    """A transition's condition; `when: ungrounded` is short for `when: {ungrounded: true}`."""
+    ungrounded: bool | None = None
+    score_below: float | None = Field(default=None, ge=0.0, le=1.0)
+    score_above: float | None = Field(default=None, ge=0.0, le=1.0)
+    fault: list[str] = Field(default_factory=list)
+    visits_below: int | None = Field(default=None, ge=2, le=9)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() in ("ungrounded", "grounded"):
+            return {"ungrounded": value.strip() == "ungrounded"}
+        if isinstance(value, dict) and isinstance(value.get("fault"), str):
+            return {**value, "fault": [value["fault"]]}
+        return value
+
+    @field_validator("fault")
+    @classmethod
+    def _faults(cls, value: list[str]) -> list[str]:
+        from app.bots.graph import PREDICTABLE_FAULTS
+        for tag in value:
+            if tag not in PREDICTABLE_FAULTS:
+                known = [t.value for t in FaultTag]
+                kind = "is a fault only an editor can judge" if tag in known else "is no fault tag"
+                raise ValueError(f"fault {tag!r} {kind}; the engine predicts {sorted(PREDICTABLE_FAULTS)} "
+                                 "(use `score_below` for the verifier's overall judgement)")
+        return value
+
+    def condition(self) -> Condition:
+        return Condition(self.ungrounded, self.score_below, self.score_above, tuple(self.fault),
+                         self.visits_below)
+
+
+class TransitionModel(_Strict):
+    to: str = Field(min_length=1, max_length=60)
+    when: WhenModel | None = None
+    because: str = Field(default="", max_length=120)
+
+    def transition(self) -> Transition:
+        return Transition(self.to, self.when.condition() if self.when else Condition(), self.because)
+
+
 class StepModel(_Strict):
     name: str = Field(min_length=1, max_length=60)
     instruction: str = Field(min_length=1)
     search: str = ""
+    next: list[TransitionModel] = Field(default_factory=list, max_length=6)
+    max_visits: int | None = Field(default=None, ge=1, le=5)
+
+    def procedure_step(self) -> ProcedureStep:
+        return ProcedureStep(name=self.name, instruction=self.instruction, search=self.search,
+                             next=tuple(t.transition() for t in self.next), max_visits=self.max_visits)
 
 
 class ProcedureModel(_Strict):
@@ -58,6 +107,8 @@ class ProcedureModel(_Strict):
         seen: set[str] = set()
         for step in self.steps:
             key = step.name.lower()
+            if key == STOP:
+                raise ValueError(f"{step.name!r} is reserved: `to: {STOP}` ends the procedure; rename the step")
             if key in seen:
                 raise ValueError(f"step name {step.name!r} is used twice; give every step its own name")
             seen.add(key)
@@ -134,8 +185,7 @@ class CardModel(_Strict):
             personality=self.persona.personality,
             speech_style=self.persona.speech_style,
             greeting=self.greeting,
-            procedure=tuple(ProcedureStep(name=s.name, instruction=s.instruction, search=s.search)
-                            for s in self.procedure.steps),
+            procedure=tuple(s.procedure_step() for s in self.procedure.steps),
             answer_style=self.procedure.answer_style,
             starters=tuple(self.starters),
             examples=tuple((e.user, e.character) for e in self.examples),
@@ -188,7 +238,8 @@ def fix_for(error: dict[str, Any]) -> str:
     if kind == "string_too_short":
         return "fill it in; it may not be empty"
     if kind == "too_long":
-        return "shorten the list: a procedure has at most 8 steps"
+        return ("shorten the list: a step has at most 6 transitions" if "next" in loc
+                else "shorten the list: a procedure has at most 8 steps")
     if kind == "string_too_long":
         return "shorten it"
     if kind == "string_pattern_mismatch":

@@ -217,7 +217,10 @@ def check_characters(targets: list[str] = typer.Argument(None, help="Card ids or
         if unknown:
             console.print(f"[yellow]! {path}: books {unknown} have no manifest in {settings.books_dir}; "
                           "add them with `bookbot books add FILE` or fix the ids[/yellow]", highlight=False)
-        console.print(f"[green]✓ {path}[/green] ({card.name}, {len(card.procedure.steps)} steps)", highlight=False)
+        rules = sum(len(s.next) for s in card.procedure.steps)
+        shape = f", a graph with {rules} transition(s)" if rules else ""
+        console.print(f"[green]✓ {path}[/green] ({card.name}, {len(card.procedure.steps)} steps{shape})",
+                      highlight=False)
     if bad:
         raise typer.Exit(1)
 

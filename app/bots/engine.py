@@ -1,6 +1,7 @@
 """The reasoning engine: runs a character's procedure for one question.
 
-For each procedure step: build a query (question + step search terms + earlier
+Steps are taken in the order the procedure's graph gives (`app.bots.workflow`; a
+list procedure is taken in list order).  For each step: build a query (question + step search terms + earlier
 steps), retrieve excerpts through the library's Retriever, ask the backend for
 N candidate steps, validate every candidate's citations against the excerpts
 retrieved for *this* step, score candidates with a pluggable StepScorer (the
@@ -25,6 +26,7 @@ from app.bots.backends.base import (AnswerRequest, AnswerText, Backend, BackendE
                                     Drafts, StepRequest, step_text)
 from app.bots.backends.extractive import ExtractiveBackend
 from app.bots.grounding import GroundingScorer, candidate_features, validate_citations
+from app.bots.workflow import run_procedure
 from app.evidence import SentencePool, SentenceVectors
 from app.domain import (Candidate, Character, Excerpt, ExemplarSource, ProcedureStep, Retriever, Step,
                         StepScorer, Turn, TurnSink)
@@ -52,9 +54,22 @@ class TurnStarted(EngineEvent):
 
 @dataclass
 class StepStarted(EngineEvent):
-    index: int
+    index: int                  # place on the turn's path
     name: str
     step_id: str
+    visit: int = 1              # 2, 3 … when the procedure came back to this step
+    via: str = ""               # why it jumped here ("" when it followed the list)
+
+
+@dataclass
+class TransitionTaken(EngineEvent):
+    """The procedure graph left the list order: ``reason`` is the one line shown to the reader."""
+    from_name: str
+    to_name: str                # a step name, or "stop" (the answer follows)
+    reason: str                 # e.g. "every hypothesis eliminated → back to Hypothesise, visit 2 of 3"
+    visit: int = 1
+    max_visits: int | None = None
+    index: int = 0              # path index of the step the transition leaves
 
 
 @dataclass
@@ -210,6 +225,36 @@ class Engine:
                    score=best.score, grounded=best.grounded, retrieval_ms=retrieval_ms,
                    generation_ms=generation_ms, origin=origin)
 
+    def _take_step(self, active: dict[str, Backend], character: Character, question: str,
+                   history: Sequence[tuple[str, str]], turn: Turn, started: float, proc: ProcedureStep,
+                   index: int, visit: int = 1, via: str = "") -> Iterator[EngineEvent]:
+        """One step of the path; after a backend failure it is redone offline (same step id)."""
+        step_id = str(uuid.uuid4())
+        while True:
+            backend = active["backend"]
+            yield StepStarted(index=index, name=proc.name, step_id=step_id, visit=visit, via=via,
+                              t_ms=_ms(started))
+            try:
+                step = None
+                for item in self._run_step(backend, character, question, history, proc, index,
+                                           turn.steps, turn.id, step_id, started):
+                    if isinstance(item, Step):
+                        step = item
+                    else:
+                        yield item
+            except BackendError as exc:
+                if backend is self.fallback:
+                    raise
+                yield Notice(message=_fallback_notice(backend, exc), t_ms=_ms(started))
+                active["backend"] = self.fallback
+                turn.backend = f"{self.fallback.name} (fallback from {self.backend.name})"
+                continue                      # redo this step offline: StepStarted again, same id
+            assert step is not None
+            step.visit, step.via = visit, via
+            turn.steps.append(step)
+            yield StepDone(step=step, t_ms=_ms(started))
+            return
+
     # ------------------------------------------------------------ one turn
 
     def run(self, character: Character, question: str, history: Sequence[tuple[str, str]] = (),
@@ -223,31 +268,14 @@ class Engine:
                     snapshot_id=snapshot_id, user_id=user_id)
         yield TurnStarted(turn_id=turn.id, character_id=character.id, backend=backend.name,
                           offline=backend.offline, t_ms=_ms(started))
-        index = 0
-        step_ids: dict[int, str] = {}
-        while index < len(character.procedure):
-            proc = character.procedure[index]
-            step_id = step_ids.setdefault(index, str(uuid.uuid4()))  # kept if the step is redone offline
-            yield StepStarted(index=index, name=proc.name, step_id=step_id, t_ms=_ms(started))
-            try:
-                step = None
-                for item in self._run_step(backend, character, question, history, proc, index,
-                                           turn.steps, turn.id, step_id, started):
-                    if isinstance(item, Step):
-                        step = item
-                    else:
-                        yield item
-            except BackendError as exc:
-                if backend is self.fallback:
-                    raise
-                yield Notice(message=_fallback_notice(backend, exc), t_ms=_ms(started))
-                backend = self.fallback
-                turn.backend = f"{self.fallback.name} (fallback from {self.backend.name})"
-                continue                      # redo this step offline: StepStarted again, same id
-            assert step is not None
-            turn.steps.append(step)
-            yield StepDone(step=step, t_ms=_ms(started))
-            index += 1
+        active = {"backend": backend}
+
+        def take(proc: ProcedureStep, index: int, visit: int, via: str) -> Iterator[EngineEvent]:
+            return self._take_step(active, character, question, history, turn, started, proc, index,
+                                   visit, via)
+
+        yield from run_procedure(character.procedure, take, self.scorer, TransitionTaken)
+        backend = active["backend"]
         answer_parts: list[str] = []
         try:
             answer = ""

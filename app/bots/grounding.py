@@ -130,6 +130,7 @@ class GroundingScorer:
     """Default StepScorer: how well a candidate stands on the excerpts it cites."""
 
     name = "grounding"
+    score_max = 2.6          # the top of `grounding_score`; a step's confidence is score / score_max
 
     def score(self, *, question: str, step: ProcedureStep, step_index: int,
               candidate: Candidate, excerpts: Sequence[Excerpt]) -> float:

@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from app.bots.engine import (AnswerDelta, EngineEvent, Notice, StepDelta, StepDone, StepStarted, TurnDone,
-                             TurnStarted)
+from app.bots.engine import (AnswerDelta, EngineEvent, Notice, StepDelta, StepDone, StepStarted, TransitionTaken,
+                             TurnDone, TurnStarted)
 from app.domain import Character, Step, Turn
 
 OFFLINE_BANNER = ("OFFLINE MODE — no language model configured: every step is quoted straight from the "
@@ -34,7 +34,7 @@ def _excerpt_title(step: Step, excerpt_id: str) -> str:
     return excerpt_id
 
 
-def render_step(console: Console, step: Step, total: int, show_text: bool = True) -> None:
+def render_step(console: Console, step: Step, total: int | None, show_text: bool = True) -> None:
     if show_text:
         console.print(Text(step.text))
     valid = [c for c in step.citations if c.valid]
@@ -63,7 +63,7 @@ class EventPrinter:
         self.console = console
         self.character = character
         self.streams = streams
-        self.total = len(character.procedure)
+        self.total = len(character.procedure) if not any(s.next for s in character.procedure) else None
         self._streamed: dict[int, str] = {}
         self._answer = ""
         self.turn: Turn | None = None
@@ -74,7 +74,11 @@ class EventPrinter:
             mode_banner(c, event.backend, event.offline)
         elif isinstance(event, StepStarted):
             self._streamed[event.index] = ""
-            c.print(Text(f"\n[{event.index + 1}/{self.total}] {event.name}", style="bold magenta"))
+            where = f"{event.index + 1}/{self.total}" if self.total else f"{event.index + 1}"
+            again = f" ↺ revisit {event.visit}" if event.visit > 1 else ""
+            c.print(Text(f"\n[{where}] {event.name}{again}", style="bold magenta"))
+        elif isinstance(event, TransitionTaken):
+            c.print(Text(f"   ↪ {event.reason}", style="cyan"))
         elif isinstance(event, StepDelta):
             if self.streams:
                 self._streamed[event.index] = self._streamed.get(event.index, "") + event.text

@@ -101,6 +101,9 @@ class StepRow(Base):
     retrieval_ms: Mapped[float] = mapped_column(Float, default=0.0)
     generation_ms: Mapped[float] = mapped_column(Float, default=0.0)
     excerpts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # as shown to the reader
+    # procedure graphs: idx is the place on the turn's path; which visit of the step, and why it was taken
+    visit: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    via: Mapped[str] = mapped_column(Text, default="", server_default="")
     __table_args__ = (UniqueConstraint("turn_id", "idx"),)
 
 

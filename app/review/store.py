@@ -122,7 +122,8 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
         s.execute(insert(StepRow).values(
             id=st.id, turn_id=turn_id, idx=st.index, name=st.name, text=st.text,
             score=float(st.score), grounded=bool(st.grounded), retrieval_ms=float(st.retrieval_ms),
-            generation_ms=float(st.generation_ms), excerpts=[excerpt_to_json(e) for e in st.excerpts]))
+            generation_ms=float(st.generation_ms), excerpts=[excerpt_to_json(e) for e in st.excerpts],
+            visit=int(st.visit), via=st.via))
         cites = [dict(step_id=st.id, candidate_id=None, position=i, excerpt_id=c.excerpt_id,
                       quote=c.quote, valid=c.valid, problem=c.problem)
                  for i, c in enumerate(st.citations)]
@@ -173,7 +174,7 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
                                            chosen=c.chosen, features=dict(c.features or {}))
                                  for c in cands[r.id]],
                      score=r.score, grounded=r.grounded, retrieval_ms=r.retrieval_ms,
-                     generation_ms=r.generation_ms) for r in rows]
+                     generation_ms=r.generation_ms, visit=r.visit, via=r.via) for r in rows]
 
     # ------------------------------------------------------------------ reviews
     def validate_review(self, review: Review, role: Role | str) -> Role:

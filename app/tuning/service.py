@@ -36,14 +36,15 @@ def collect_labelled_steps(store, character_id: str,
     if character is not None:
         from app.bots.backends.base import step_text
         from app.bots.engine import build_query
+        from app.bots.graph import procedure_step
     items: list[LabelledStep] = []
     for turn, reviews in store.iter_reviewed_turns(character_id, include_readers=True):   # editors and readers
         labelled = label_steps((turn.character_id, turn.question, step, reviews.get(step.id, []))
                                for step in turn.steps)
         for item in labelled:
-            if build_query is not None and item.step.index < len(character.procedure):
+            proc = procedure_step(character.procedure, item.step) if build_query is not None else None
+            if proc is not None:          # by name: on a graph, a step's index is its place on the path
                 earlier = [s for s in turn.steps if s.index < item.step.index]
-                proc = character.procedure[item.step.index]
                 item.query = build_query(turn.question, proc, earlier)
                 item.step_text = step_text(proc)
         items.extend(labelled)

@@ -185,9 +185,28 @@ def cited_excerpts(step: Step, limit: int = MAX_SOURCES) -> list[Excerpt]:
     return chosen[:limit]
 
 
+def step_title(index: int, name: str, visit: int = 1) -> str:
+    """"3 · Hypothesise"; a step the procedure came back to says so: "5 · Hypothesise ↺ revisit 2"."""
+    return f"{index + 1} · {name}" + (f" ↺ revisit {visit}" if visit > 1 else "")
+
+
+def jump_line(reason: str) -> str:
+    """The one line saying why the procedure jumped (markdown, shown above the step's text)."""
+    return f"↪ _{reason.strip()}_" if reason.strip() else ""
+
+
+def path_line(steps: Sequence[Step]) -> str:
+    """"Observe → Hypothesise → Eliminate → Hypothesise ↺2 → …", or "" for a path that is the plain list."""
+    if all(s.visit == 1 and not s.via for s in steps):
+        return ""
+    return "Path: " + " → ".join(s.name + (f" ↺{s.visit}" if s.visit > 1 else "") for s in steps)
+
+
 def step_markdown(step: Step, sources: Sequence[tuple[str, str]]) -> str:
     """The step's text plus one line per source: ``(element name, label)``; names become links."""
     body = step.text.strip() or "_(no text)_"
+    if step.via:
+        body = jump_line(step.via) + "\n\n" + body
     if sources:
         body += "\n\n" + "\n".join(f"- {name}: {label}" for name, label in sources)
     invalid = [c for c in step.citations if not c.valid]

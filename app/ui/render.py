@@ -18,7 +18,7 @@ from typing import Any
 import chainlit as cl
 
 from app.bots import engine as ev
-from app.domain import Review, ReviewKind, Role, Step, Turn
+from app.domain import STOP, Review, ReviewKind, Role, Step, Turn
 from app.ui import present
 
 CONTROLS_KEY = "review_controls"
@@ -71,7 +71,7 @@ def step_elements(step: Step, cl_step_id: str, role: Role, reader: Review | None
     extra = {"thread_id": thread_id} if thread_id else {}
     elements: list[Any] = []
     sources: list[tuple[str, str]] = []
-    title = f"Step {step.index + 1} · {step.name}"
+    title = "Step " + present.step_title(step.index, step.name, step.visit)
     for n, excerpt in enumerate(present.cited_excerpts(step), start=1):
         name = present.excerpt_name(n)
         sources.append((name, present.excerpt_label(excerpt)))
@@ -135,12 +135,13 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
     by_index: dict[int, cl.Step] = {}
     answer: cl.Message | None = None      # created after the steps, so it is shown after them
     turn: Turn | None = None
+    stopped = ""                          # why a procedure graph stopped early, if it did
     async for event in engine.arun(character, question, history, conversation_id=thread_id,
                                    user_id=reviewer, snapshot_id=snapshot_id):
         if isinstance(event, ev.StepStarted):
             step = open_steps.get(event.step_id)
             if step is None:
-                step = cl.Step(name=f"{event.index + 1} · {event.name}", type="tool",
+                step = cl.Step(name=present.step_title(event.index, event.name, event.visit), type="tool",
                                parent_id=parent.id, default_open=True)
                 step.metadata = {"bookbot_open": True, "bookbot_step_id": event.step_id}
                 open_steps[event.step_id] = step
@@ -160,9 +161,13 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
             await answer.stream_token(event.text)
         elif isinstance(event, ev.Notice):
             await cl.Message(content=event.message, author="Bookbot").send()
+        elif isinstance(event, ev.TransitionTaken) and event.to_name == STOP:
+            stopped = event.reason
         elif isinstance(event, ev.TurnDone):
             turn = event.turn
     parent.output = (f"{len(open_steps)} steps · {turn.backend if turn else ''}").strip(" ·")
+    path = present.path_line(turn.steps) if turn else ""
+    parent.output += "".join(f"\n\n{line}" for line in (path, present.jump_line(stopped)) if line)
     await parent.update()
     if answer is None:
         answer = cl.Message(content="", author=character.name)
@@ -182,11 +187,12 @@ async def show_stored_turn(store: Any, turn: Turn, character_name: str, header: 
     parent.metadata = {"bookbot_open": True}
     await parent.send()
     for step in turn.steps:
-        cl_step = cl.Step(name=f"{step.index + 1} · {step.name}", type="tool", parent_id=parent.id,
-                          default_open=True)
+        cl_step = cl.Step(name=present.step_title(step.index, step.name, step.visit), type="tool",
+                          parent_id=parent.id, default_open=True)
         cl_step.metadata = {"bookbot_open": True}
         await cl_step.send()
         reader, editor = await asyncio.to_thread(own_reviews, store, step.id, reviewer)
         await finish_step(cl_step, step, role, reader, editor)
-    parent.output = f"Answer given: {turn.answer}"
+    path = present.path_line(turn.steps)
+    parent.output = f"Answer given: {turn.answer}" + (f"\n\n{path}" if path else "")
     await parent.update()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -84,8 +85,8 @@ def test_ask_offline_prints_steps_citations_answer(cli, alice_library):
     assert out.exit_code == 0, out.output
     text = out.output
     assert "OFFLINE MODE" in text
-    for i, name in enumerate(["Notice", "Check the rules", "Try it", "Make sense of it"], 1):
-        assert f"[{i}/4] {name}" in text
+    for name in ["Notice", "Check the rules", "Try it", "Make sense of it"]:   # Alice's card is a graph:
+        assert re.search(rf"\[\d+\] {name}", text)                              # steps numbered on the path
     assert "Alice\u2019s Adventures in Wonderland" in text and "ch. " in text and "\u201c" in text
     assert "Curiouser and curiouser!" in text          # the card's answer template
     assert "steps grounded" in text
@@ -94,7 +95,10 @@ def test_ask_offline_prints_steps_citations_answer(cli, alice_library):
 def test_ask_json_and_unknown_character(cli, alice_library):
     out = cli("ask", "alice", "Who is the Cheshire Cat?", "--json", "-n", "1")
     turn = json.loads(out.output)
-    assert turn["character_id"] == "alice" and len(turn["steps"]) == 4 and turn["backend"] == "extractive"
+    assert turn["character_id"] == "alice" and turn["backend"] == "extractive"
+    names = [s["name"] for s in turn["steps"]]                      # Alice's card is a graph: every step
+    assert set(names) == {"Notice", "Check the rules", "Try it", "Make sense of it"} and len(names) <= 8
+    assert [s["index"] for s in turn["steps"]] == list(range(len(names)))   # numbered on the path
     assert all(len(s["candidates"]) == 1 for s in turn["steps"])
     assert all(s["grounded"] and all(c["valid"] for c in s["citations"]) for s in turn["steps"])
     out = cli("ask", "nobody", "hi")
@@ -109,7 +113,7 @@ def test_ask_without_books_says_how_to_fix(cli):
 def test_chat_repl(cli, alice_library):
     out = cli("chat", "alice", input="What did the Caterpillar ask?\nexit\n")
     assert out.exit_code == 0, out.output
-    assert "How do you do?" in out.output and "OFFLINE MODE" in out.output and "[4/4]" in out.output
+    assert "How do you do?" in out.output and "OFFLINE MODE" in out.output and "[4] " in out.output
 
 
 def test_ask_save_stores_turn_for_review(cli, alice_library, tmp_path):
@@ -123,8 +127,9 @@ def test_ask_save_stores_turn_for_review(cli, alice_library, tmp_path):
         turn = store.get_turn(printed["id"])
     finally:
         store.close()
-    assert turn is not None and turn.character_id == "alice" and len(turn.steps) == 4
-    assert [s.id for s in turn.steps] == [s["id"] for s in printed["steps"]]
+    assert turn is not None and turn.character_id == "alice" and len(turn.steps) >= 4
+    assert [s.id for s in turn.steps] == [s["id"] for s in printed["steps"]]      # stored in path order
+    assert [(s.visit, s.via) for s in turn.steps] == [(s["visit"], s["via"]) for s in printed["steps"]]
     assert sum(len(s.candidates) for s in turn.steps) == sum(len(s["candidates"]) for s in printed["steps"])
     assert all(c.features for s in turn.steps for c in s.candidates)
 

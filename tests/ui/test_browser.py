@@ -66,8 +66,10 @@ def test_editor_asks_opens_a_passage_rates_minus_one_and_finds_it_stored(browser
     assert page.get_by_text("Offline mode.").count() == 1          # said once, plainly
     ask(page, QUESTION)
     controls = page.locator('[data-testid="editor-controls"]')
-    controls.nth(4).wait_for(timeout=90_000)                        # all five procedure steps done
-    assert controls.count() == 5
+    controls.nth(4).wait_for(timeout=90_000)                        # at least the five procedure steps
+    page.get_by_text("I draw my conclusion").first.wait_for(timeout=90_000)   # the answer: every step done
+    taken = len(latest_turn(ui_store, "ed").steps)                  # Holmes's card is a graph: he may loop
+    assert controls.count() == taken >= 5
     links = page.locator(".element-link", has_text=re.compile("source 1", re.I))
     assert links.count() >= 3                                       # every step cites the book
     page.get_by_text("1 · Observe").first.wait_for()
@@ -97,12 +99,12 @@ def test_editor_asks_opens_a_passage_rates_minus_one_and_finds_it_stored(browser
     page.screenshot(path=str(ARTIFACTS / "03_step_rated_minus_one.png"))
 
     turn = latest_turn(ui_store, "ed")
-    assert turn is not None and turn.question == QUESTION and len(turn.steps) == 5
+    assert turn is not None and turn.question == QUESTION and len(turn.steps) == taken
     reviews = {st.index: ui_store.reviews_for_step(st.id, kind=ReviewKind.editor) for st in turn.steps}
     mine = reviews[1][0]
     assert (mine.rating, mine.correction, mine.source) == (-1, MARKUP, ReviewSource.human)
     assert [t.value for t in mine.fault_tags] == ["faulty_logic"]
-    assert [r[0].source for i, r in reviews.items() if i > 1] == [ReviewSource.inferred] * 3
+    assert [r[0].source for i, r in reviews.items() if i > 1] == [ReviewSource.inferred] * (taken - 2)
     assert reviews[0] == []
 
     step2.locator('[data-testid="rate-0"]').click()                 # change it: updated, not duplicated
@@ -116,8 +118,8 @@ def test_editor_asks_opens_a_passage_rates_minus_one_and_finds_it_stored(browser
     page.wait_for_selector("#chat-input", timeout=30_000)
     page.locator(f'#thread-history a[href="/thread/{turn.conversation_id}"]').click()
     page.locator('[data-testid="editor-recorded"]', has_text="Recorded 0").first.wait_for(timeout=30_000)
-    page.locator('[data-testid="editor-controls"]').nth(4).wait_for(timeout=30_000)   # JSX loads async
-    assert page.locator('[data-testid="editor-controls"]').count() == 5
+    page.locator('[data-testid="editor-controls"]').nth(taken - 1).wait_for(timeout=30_000)   # JSX loads async
+    assert page.locator('[data-testid="editor-controls"]').count() == taken
     assert page.locator(".element-link").count() >= 3
     page.screenshot(path=str(ARTIFACTS / "04_thread_reopened.png"))
     page.close()
