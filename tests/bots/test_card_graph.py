@@ -18,7 +18,7 @@ from app.domain import STOP, Condition, Transition
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLMES = (ROOT / "characters" / "sherlock-holmes.yaml").read_text(encoding="utf-8")
-ELIMINATE_RULE = """        - when: {score_below: 0.73}
+ELIMINATE_RULE = """        - when: {score_below: 0.70}
           to: Hypothesise
           because: every hypothesis eliminated
 """
@@ -31,7 +31,7 @@ def line_of(text: str, needle: str) -> int:
 def test_shipped_holmes_graph():
     holmes = parse_card_text(HOLMES, Path("sherlock-holmes.yaml")).to_character()
     steps = {s.name: s for s in holmes.procedure}
-    assert steps["Eliminate"].next == (Transition("Hypothesise", Condition(score_below=0.73),
+    assert steps["Eliminate"].next == (Transition("Hypothesise", Condition(score_below=0.70),
                                                   "every hypothesis eliminated"),)
     assert steps["Hypothesise"].max_visits == 3 and steps["Observe"].max_visits == 2
     assert steps["Observe"].next[0].to == "Observe"
@@ -76,7 +76,7 @@ def test_graph_errors_name_file_line_and_fix(tmp_path, mutate, needle, message, 
     ("{score_belo: 0.6}", "Extra inputs are not permitted"),
 ])
 def test_bad_conditions_are_explained(tmp_path, when, message):
-    text = HOLMES.replace("{score_below: 0.73}", when)
+    text = HOLMES.replace("{score_below: 0.70}", when)
     with pytest.raises(CardInvalid) as info:
         parse_card_text(text, tmp_path / "sherlock-holmes.yaml")
     err = next(e for e in info.value.errors if message in e.message)
@@ -98,7 +98,7 @@ def test_card_v2_round_trip_keeps_the_graph(tmp_path):
     card = parse_card_text(HOLMES, Path("sherlock-holmes.yaml"))
     v2 = card_to_v2(card)
     steps = v2["data"]["extensions"]["bookbot"]["procedure"]["steps"]
-    assert steps[3]["next"] == [{"to": "Hypothesise", "when": {"score_below": 0.73},
+    assert steps[3]["next"] == [{"to": "Hypothesise", "when": {"score_below": 0.70},
                                  "because": "every hypothesis eliminated"}]
     assert steps[2]["max_visits"] == 3 and "next" not in steps[1] and "max_visits" not in steps[1]
     path = tmp_path / "holmes.json"

@@ -34,8 +34,8 @@ OBSERVE_AGAIN = """      next:
 def looping_holmes(ui_settings):
     card = ui_settings.characters_dir / "sherlock-holmes.yaml"
     shipped = card.read_text(encoding="utf-8")
-    assert OBSERVE_AGAIN in shipped and "{score_below: 0.73}" in shipped and "      max_visits: 3\n" in shipped
-    card.write_text(shipped.replace(OBSERVE_AGAIN, "").replace("{score_below: 0.73}", "{score_below: 1.0}")
+    assert OBSERVE_AGAIN in shipped and "{score_below: 0.70}" in shipped and "      max_visits: 3\n" in shipped
+    card.write_text(shipped.replace(OBSERVE_AGAIN, "").replace("{score_below: 0.70}", "{score_below: 1.0}")
                     .replace("      max_visits: 3\n", "      max_visits: 2\n"), encoding="utf-8")
     try:
         yield
