@@ -191,6 +191,7 @@ def labelled(character, qa, steps, evidence):
     """Simulated reviews: an editor rates every candidate of every step (+1 cites the marked paragraph)."""
     from app.bots.backends.base import step_text
     from app.bots.engine import build_query
+    from app.bots.graph import procedure_step
     from app.domain import ReviewSource
     from app.tuning.fairytaleqa import SimulatedEditor
     from app.tuning.labels import LabelledStep
@@ -198,7 +199,7 @@ def labelled(character, qa, steps, evidence):
     editor = SimulatedEditor(seed=0)
     out = []
     for step in steps:
-        proc = character.procedure[step.index]
+        proc = procedure_step(character.procedure, step)
         query = build_query(qa.question, proc, steps[:step.index])
         for cand in step.candidates:
             shown = replace(step, text=cand.text, citations=list(cand.citations), grounded=cand.grounded,
@@ -213,6 +214,7 @@ def labelled(character, qa, steps, evidence):
 def report(args, character, questions, evidence, done, vectors) -> dict:
     import numpy as np
 
+    from app.bots.graph import procedure_step
     from app.tuning.evaluation import bootstrap_interval
     from app.tuning.verifier import VerifierScorer, train_verifier
 
@@ -243,7 +245,7 @@ def report(args, character, questions, evidence, done, vectors) -> dict:
                               (step.retrieval_ms + step.generation_ms) / 1000))
         c_steps = steps[("C", qa.id)]
         for i, step in enumerate(c_steps):
-            proc = character.procedure[step.index]
+            proc = procedure_step(character.procedure, step)
             model_step = step.origin == "model"
             retrieval_s = step.retrieval_ms / 1000
             first = step.candidates[0]

@@ -168,17 +168,16 @@ class Engine:
                   started: float) -> Iterator[StepDelta | Step]:
         t0 = time.perf_counter()
         query = build_query(question, proc, earlier, history)
+        bare = f"{question} {proc.search}".strip()[:500]     # the question and the step's search words
         books = list(character.book_ids)
         try:
             excerpts = list(self.retriever.retrieve(query, top_k=self.top_k, book_ids=books))
         except Exception as exc:   # e.g. a query the embedder cannot take: retry with the bare question
             log.warning("retrieval failed (%s) for %r; retrying with the question alone", exc, query[:60])
-            excerpts = list(self.retriever.retrieve(f"{question} {proc.search}".strip()[:500],
-                                                    top_k=self.top_k, book_ids=books))
+            excerpts = list(self.retriever.retrieve(bare, top_k=self.top_k, book_ids=books))
         focus: list[Excerpt] = []
         if earlier:   # a later step also sees the question's own best passages: the chain cannot drift off them
-            focus = list(self.retriever.retrieve(f"{question} {proc.search}".strip()[:500], top_k=self.top_k,
-                                                 book_ids=books))
+            focus = list(self.retriever.retrieve(bare, top_k=self.top_k, book_ids=books))
             have = {e.id for e in focus}
             excerpts = focus + [e for e in excerpts if e.id not in have]
         retrieval_ms = (time.perf_counter() - t0) * 1000

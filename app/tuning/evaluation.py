@@ -154,11 +154,12 @@ def bootstrap_interval(values: Sequence[float], *, resamples: int = 2000, seed: 
 def labelled_from_turn(turn: Turn, qa: QA, editor: SimulatedEditor) -> list[LabelledStep]:
     from app.bots.backends.base import step_text
     from app.bots.engine import build_query
+    from app.bots.graph import procedure_step
 
     character = storyteller(qa.story)
     out = []
     for step, review in zip(turn.steps, editor.review_turn(turn, qa.evidence, qa.answers)):
-        proc = character.procedure[step.index]
+        proc = procedure_step(character.procedure, step)
         query = build_query(qa.question, proc, turn.steps[:step.index])
         out.append(LabelledStep(character.id, qa.question, step, review.rating, ReviewSource.human,
                                 review.kind, review.fault_tags, review.correction, query=query,

@@ -175,9 +175,8 @@ class ExtractiveBackend:
         if not cited:
             return _fill(_template(character, "no_evidence"), step=_no_step(character), question=question,
                          name=character.name)
-        best = _best_supported(cited)
-        _, quoted, excerpt = cited[best]
-        final = _with_next_sentence(quoted.quote, excerpt)
+        best, final = _concluding(cited)
+        excerpt = cited[best][2]
         points = [_fill(_template(character, "point"), quote=cit.quote, step=step.name,
                         book=ex.book_title or ex.book_id, chapter=_chapter(ex), location=ex.location.label(),
                         question=question, name=character.name)
@@ -212,10 +211,14 @@ def _support(step) -> float:
 def conclusion(steps: Sequence) -> str:
     """The quote an offline answer concludes with (what evaluations compare with gold answers)."""
     cited = _step_quotes(steps)
-    if not cited:
-        return ""
-    _, quoted, excerpt = cited[_best_supported(cited)]
-    return _with_next_sentence(quoted.quote, excerpt)
+    return _concluding(cited)[1] if cited else ""
+
+
+def _concluding(cited: Sequence[tuple[object, Citation, Excerpt]]) -> tuple[int, str]:
+    """(index of the best-supported quote, the conclusion built on it)."""
+    best = _best_supported(cited)
+    _, quoted, excerpt = cited[best]
+    return best, _with_next_sentence(quoted.quote, excerpt)
 
 
 def _with_next_sentence(quote: str, excerpt: Excerpt) -> str:
