@@ -10,7 +10,8 @@ Public entry points (other areas build against these names):
   ``prelabel`` for the review desk.
 - ``app.tuning.reranker.reranked(retriever, model, priors)`` (the re-ranker as a LlamaIndex node
   postprocessor on the library's retriever, a ``RerankingRetriever`` wrapper elsewhere).
-- ``app.tuning.listwise.fit_listwise`` (how the verifier learns to choose among siblings) and
+- ``app.tuning.listwise.fit_listwise`` (how the verifier learns to choose among siblings),
+  ``app.tuning.crossval.choose_l2`` (how far reviews may move it from the untuned ranking) and
   ``app.tuning.gate.decide`` (a snapshot goes live only on a clear held-out gain).
 - ``app.tuning.exemplars.SnapshotExemplars`` (``domain.ExemplarSource``).
 - ``app.tuning.service.tune_character(settings, store, character_id)`` — what ``bookbot tune`` runs.

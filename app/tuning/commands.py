@@ -87,6 +87,10 @@ def tune(character: str = typer.Argument(..., help="Character id (see `bookbot c
     console.print(f"[green]snapshot {meta.id}[/green] from {meta.n_reviews} labelled steps; parts: "
                   f"{', '.join(meta.parts) or 'none'}" + (" — [bold]active[/bold]" if result.activated else
                                                          " — [bold]not active[/bold]"))
+    from app.tuning.crossval import describe_choice
+
+    if "verifier" in meta.metrics:
+        console.print(describe_choice(meta.metrics["verifier"].get("regularisation") or {}))
     if activate is None:
         console.print(f"activation gate: {result.gate}")
     elif activate:

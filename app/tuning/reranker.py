@@ -23,6 +23,8 @@ from app.tuning.linear import LinearModel
 from app.tuning.text import (bigram_overlap, content_tokens, idf_for_texts, overlap, tokens,
                              weighted_overlap)
 
+RERANKER_MARGIN = 0.02     # held-out AUC points a re-ranker must gain over the retriever's own order
+
 
 def _inv(rank: int | None) -> float:
     return 1.0 / rank if rank else 0.0
@@ -202,14 +204,27 @@ def train_reranker(items: Sequence[LabelledStep], *, c: float = 1.0) -> tuple[Li
         te_rows, te_labels, _ = training_rows([i for i in items if i.turn_id in held], train_priors,
                                               leave_turn_out=False)
         if len(set(tr_labels)) == 2 and te_rows:
-            from app.tuning.verifier import agreement
+            from app.tuning.verifier import agreement, roc_auc
 
             probe = fit_two_stage(tr_rows, tr_labels, c=c)
             heldout = agreement(te_labels, probe.predict_proba(te_rows).tolist())
+            base_auc = roc_auc(te_labels, [r["fused_ratio"] for r in te_rows])
+            heldout["retriever_auc"] = round(base_auc, 4) if base_auc is not None else None
     model = fit_two_stage(rows, labels, c=c)
     report = RerankerReport(len(rows), sum(labels), len(labels) - sum(labels),
                             len(priors), heldout, model.weights())
     return model, priors, report
+
+
+def beats_retriever(report: RerankerReport, margin: float = RERANKER_MARGIN) -> tuple[bool, str]:
+    """Does the re-ranker order held-out reviewed excerpts better than the retriever's own scores?"""
+    new, old = report.heldout.get("auc"), report.heldout.get("retriever_auc")
+    if new is None or old is None:
+        return False, "too few reviewed turns to show it orders excerpts better than the retriever"
+    if new <= old + margin:
+        return False, (f"held-out AUC {new:.3f} is not above the retriever's own {old:.3f} by {margin}: "
+                       "the retriever's order is kept")
+    return True, f"held-out AUC {new:.3f} vs the retriever's {old:.3f}"
 
 
 class ExcerptReranker:

@@ -17,7 +17,7 @@ from app.tuning.exemplars import SnapshotExemplars, exemplars_from
 from app.tuning.gate import GateDecision, baseline_scores, decide
 from app.tuning.labels import LabelledStep
 from app.tuning.linear import LinearModel
-from app.tuning.reranker import train_reranker
+from app.tuning.reranker import beats_retriever, train_reranker
 from app.tuning.snapshots import (SnapshotMeta, SnapshotMirror, activate, next_version, now_iso,
                                   save_artefacts)
 from app.tuning.verifier import VerifierReport, labelled_rows, train_verifier
@@ -51,8 +51,14 @@ def train_parts(items: Sequence[LabelledStep], *, vectors=None) -> TrainedParts:
         parts.notes.append(f"verifier skipped: needs >= {MIN_VERIFIER_STEPS} labelled steps with both "
                            f"good and bad ones (have {len(items)})")
     try:
-        parts.reranker, parts.priors, rr = train_reranker(items)
+        reranker, priors, rr = train_reranker(items)
         parts.metrics["reranker"] = rr.to_dict()
+        better, why = beats_retriever(rr)
+        parts.metrics["reranker"]["used"] = better
+        if better:
+            parts.reranker, parts.priors = reranker, priors
+        else:
+            parts.notes.append(f"re-ranker not used: {why}")
     except ValueError as exc:
         parts.notes.append(f"re-ranker skipped: {exc}")
     parts.exemplars = SnapshotExemplars(exemplars_from(items))

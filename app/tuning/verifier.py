@@ -22,6 +22,7 @@ from app.domain import Candidate, Citation, Excerpt, ProcedureStep, ReviewKind, 
 from app.evidence import Sentence, SentencePool, SentenceVectors
 from app.tuning.labels import LabelledStep
 from app.tuning.linear import LinearModel
+from app.tuning.crossval import Examples, choose_l2
 from app.tuning.listwise import CandidateList, fit_listwise
 from app.tuning.text import content_tokens, overlap, tokens
 
@@ -98,8 +99,8 @@ def review_examples(item: LabelledStep, vectors: SentenceVectors | None = None
                    if cit.valid and cit.excerpt_id == preferred.excerpt.id
                    and normalize(preferred.text).startswith(normalize(cit.quote).rstrip(" .…"))), None)
         if at is None:
-            cand = Candidate(text=item.correction, citations=[Citation(preferred.excerpt.id, preferred.text,
-                                                                      valid=True)])
+            cand = Candidate(text=_as_sibling(cands[chosen], preferred.text, item.correction),
+                             citations=[Citation(preferred.excerpt.id, preferred.text, valid=True)])
             cand.features = {**candidate_features(cand, excerpts),
                              **pool.candidate_features([(preferred.excerpt.id, preferred.text)])}
             rows.append(step_features(question=item.question, step_index=index, candidate=cand,
@@ -110,6 +111,13 @@ def review_examples(item: LabelledStep, vectors: SentenceVectors | None = None
     elif not item.good:     # "not this one" does not say which sibling: a label, but no choice to learn
         return None, examples
     return CandidateList(rows, target, exact, weight), examples
+
+
+def _as_sibling(kept: Candidate, sentence: str, correction: str) -> str:
+    """The corrected sentence worded as the kept candidate was (its quote swapped for the sentence),
+    so that text-length and overlap features compare it with its siblings, not with bare prose."""
+    quote = next((c.quote for c in kept.citations if c.valid and c.quote and c.quote in kept.text), None)
+    return kept.text.replace(quote, sentence.strip(), 1) if quote else correction
 
 
 def labelled_rows(item: LabelledStep, vectors: SentenceVectors | None = None
@@ -165,10 +173,11 @@ class VerifierReport:
     weights: dict[str, float] = field(default_factory=dict)
     heldout_items: list[LabelledStep] = field(default_factory=list, repr=False)   # for the activation gate
     heldout_probs: list[float] = field(default_factory=list, repr=False)
+    regularisation: dict = field(default_factory=dict)   # `choose_l2`'s table and choice
 
     def to_dict(self) -> dict:
         return {"n_train": self.n_train, "n_heldout": self.n_heldout, "heldout": self.heldout,
-                "per_step": self.per_step, "weights": self.weights}
+                "per_step": self.per_step, "weights": self.weights, "regularisation": self.regularisation}
 
 
 def turns_in_order(items: Sequence[LabelledStep]) -> list[str]:
@@ -189,30 +198,38 @@ def _split_by_turn(items: Sequence[LabelledStep], heldout_share: float,
     return ([i for i in items if i.turn_id not in held], [i for i in items if i.turn_id in held])
 
 
-def fit_verifier(items: Sequence[LabelledStep], vectors, *, l2: float) -> LinearModel:
-    lists, rows = [], []
-    for item in items:
-        candidate_list, examples = review_examples(item, vectors)
-        lists.append(candidate_list)
-        rows += examples
-    model = fit_listwise(lists, rows, l2=l2, anchor=UNTUNED)
-    model.extra["rows"] = {"reviews": len(items), "corrections": len(rows) - len(items)}
+def fit_verifier(examples: Examples, *, l2: float | None) -> LinearModel:
+    """The listwise verifier on precomputed `review_examples` (``l2=None``: the untuned ranking)."""
+    lists = [candidate_list for candidate_list, _ in examples]
+    rows = [row for _, rows_ in examples for row in rows_]
+    steps = sorted({name for _, rows_ in examples for r, _, _ in rows_ for name in r if name.startswith("step_")})
+    model = fit_listwise(lists, rows, l2=l2, anchor=UNTUNED, calibrate=steps)
+    model.extra["rows"] = {"reviews": len(examples), "corrections": len(rows) - len(examples)}
     return model
 
 
+def _turns(items: Sequence[LabelledStep]) -> tuple[list[str], list[str]]:
+    """(turn ids in a fixed order, each item's turn id): what cross-validation splits by."""
+    return turns_in_order(items), [i.turn_id for i in items]
+
+
 def train_verifier(items: Sequence[LabelledStep], *, heldout_share: float = 0.25, seed: int = 0,
-                   c: float = 0.05, vectors: SentenceVectors | None = None
-                   ) -> tuple[LinearModel, VerifierReport]:
-    """Fit on labelled steps; metrics come from a held-out share of turns, the model from all of them."""
+                   vectors: SentenceVectors | None = None) -> tuple[LinearModel, VerifierReport]:
+    """Fit on labelled steps; metrics come from a held-out share of turns, the model from all of them.
+    The pull away from the untuned ranking is chosen by cross-validation (`choose_l2`), for the
+    probe on its own training turns only, so the held-out metrics the gate reads stay unseen."""
     if not items:
         raise ValueError("no labelled steps: review some steps before tuning the verifier")
+    examples = [review_examples(item, vectors) for item in items]
+    of_item = {id(item): ex for item, ex in zip(items, examples)}
     train, held = _split_by_turn(items, heldout_share, seed)
     per_step: dict[str, dict] = {}
     heldout: dict = {"n": 0, "accuracy": None, "auc": None, "positive_rate": None}
     probs: list[float] = []
     if train and held:
-        probe = fit_verifier(train, vectors, l2=1.0 / c)
-        feats = [labelled_rows(i, vectors)[0][0] for i in held]
+        train_ex = [of_item[id(i)] for i in train]
+        probe = fit_verifier(train_ex, l2=choose_l2(_turns(train), train_ex, fit_verifier, seed=seed)[0])
+        feats = [of_item[id(i)][1][0][0] for i in held]
         probs = probe.predict_proba(feats).tolist()
         labels = [int(i.good) for i in held]
         heldout = agreement(labels, probs)
@@ -220,10 +237,12 @@ def train_verifier(items: Sequence[LabelledStep], *, heldout_share: float = 0.25
         for index, name in names:
             idx = [k for k, i in enumerate(held) if i.step.index == index]
             per_step[f"{index}:{name}"] = agreement([labels[k] for k in idx], [probs[k] for k in idx])
-    model = fit_verifier(items, vectors, l2=1.0 / c)
+    l2, choice = choose_l2(_turns(items), examples, fit_verifier, seed=seed)
+    model = fit_verifier(examples, l2=l2)
     model.extra["heldout"] = heldout
+    model.extra["regularisation"] = choice
     return model, VerifierReport(len(train), len(held), heldout, per_step, model.weights(),
-                                 list(held) if probs else [], probs)
+                                 list(held) if probs else [], probs, choice)
 
 
 # ---------------------------------------------------------------- using it

@@ -135,7 +135,10 @@ def test_tune_from_the_review_store_and_pick_up_the_snapshot(data, settings):
         result = tune_character(settings, store, CHARACTER_ID, character=storyteller(train[0].name),
                                 items=items, make_active=True)
         assert result.meta.version == "v1" and result.activated
-        assert set(result.meta.parts) == {"verifier", "reranker", "exemplars"}
+        # the re-ranker joins the snapshot only when it orders held-out excerpts better than the retriever
+        reranker_used = result.meta.metrics["reranker"]["used"]
+        assert set(result.meta.parts) == {"verifier", "exemplars"} | ({"reranker"} if reranker_used else set())
+        assert reranker_used or "re-ranker not used: held-out AUC" in result.meta.notes
         rows = store.list_snapshots(CHARACTER_ID)
         assert [r.id for r in rows] == [f"{CHARACTER_ID}@v1"] and rows[0].active
         assert rows[0].metrics["verifier"]["heldout"]["n"] > 0
@@ -149,7 +152,8 @@ def test_tune_from_the_review_store_and_pick_up_the_snapshot(data, settings):
         assert loaded.id == f"{CHARACTER_ID}@v1"
         base = indexes.get(train[0])
         wrapped = loaded.wrap(base)          # the re-ranker runs as a LlamaIndex node postprocessor
-        assert [type(p).__name__ for p in wrapped.postprocessors] == ["ExcerptRerankerPostprocessor"]
+        assert [type(p).__name__ for p in wrapped.postprocessors] == (["ExcerptRerankerPostprocessor"]
+                                                                       if reranker_used else [])
         engine = Engine(wrapped, ExtractiveBackend(), scorer=loaded.scorer(),
                         exemplars=loaded.exemplar_source(), candidates=4)
         turn = engine.answer(storyteller(train[0].name), train[0].questions[0].question,

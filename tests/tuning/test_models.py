@@ -219,3 +219,29 @@ def test_corrections_become_preferred_alternatives():
     assert rows[1][0]["ev_cov"] > rows[0][0]["ev_cov"]
     reader = LabelledStep("c", "Where?", step, 1, ReviewSource.human, kind=ReviewKind.reader)
     assert labelled_rows(reader)[0][1:] == (1, 0.5)          # a reader's thumb counts half
+
+
+def test_a_correction_is_worded_like_its_siblings():
+    """The corrected sentence takes the kept candidate's wording (its quote swapped), so the
+    verifier compares sentences, not a templated step with bare prose."""
+    from app.domain import Excerpt, Location, RetrievalScores, ReviewSource, Step
+    from app.tuning.labels import LabelledStep
+    from app.bots.grounding import candidate_features
+    from app.tuning.verifier import labelled_rows
+
+    pool = [Excerpt(id=f"s#{i}", book_id="s", text=t, location=Location("s", 1, "One", i, i),
+                    scores=RetrievalScores(bm25=f, fused=f)) for i, (t, f) in enumerate(
+        [("The king rode out at dawn. He found nothing in the forest that day.", 0.9),
+         ("The old miller hid the golden goose under the mill. Nobody saw him do it.", 0.5)], start=1)]
+    quote = "He found nothing in the forest that day."
+    text = f"Locate: in The Tale (ch. 1) I find: \u201c{quote}\u201d"
+    cand = Candidate(text, [Citation("s#1", quote, valid=True)], chosen=True)
+    cand.features = candidate_features(cand, pool)          # as the engine stores them
+    step = Step(id="st", turn_id="t", index=0, name="Locate", text=text, citations=cand.citations,
+                excerpts=pool, candidates=[cand])
+    item = LabelledStep("c", "Where did the miller hide the goose?", step, -1, ReviewSource.human,
+                        correction="The old miller hid the golden goose under the mill.")
+    kept, corrected = (row for row, _, _ in labelled_rows(item))
+    assert corrected["token_overlap"] == pytest.approx(kept["token_overlap"], abs=0.35)
+    assert abs(corrected["log_len"] - kept["log_len"]) < 0.3       # same template around both quotes
+    assert corrected["ev_cov"] > kept["ev_cov"]

@@ -116,6 +116,7 @@ def test_tune_command_builds_and_activates_from_stored_reviews(cli_env, shared_d
     # 30 reviewed steps leave too few held-out ones to show the snapshot is better: kept inactive
     assert f"snapshot {CHARACTER_ID}@v1" in out and "not active" in out and "verifier ROC AUC" in out
     assert "activation gate:" in out and "too few" in out
+    assert "verifier: kept the untuned ranking" in out or "verifier: learned ranking" in out
     code, out = invoke("snapshots", "list", CHARACTER_ID)
     assert "* v1" not in out
     code, out = invoke("tune", CHARACTER_ID, "--activate")   # a lab member's explicit choice
