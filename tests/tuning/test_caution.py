@@ -94,3 +94,18 @@ def test_tune_says_which_ranking_it_kept():
     items, examples = reviews(300, signal=True)
     assert describe_choice(choose_l2(items, examples)[1]).startswith("verifier: learned ranking (l2=")
     assert "fewer than 30 reviews" in describe_choice(choose_l2(*reviews(12, signal=True))[1])
+
+
+def test_reranker_keeps_the_retrievers_order_where_no_excerpt_was_reviewed():
+    from app.domain import Excerpt, Location, RetrievalScores
+    from app.tuning.linear import LinearModel
+    from app.tuning.reranker import ExcerptReranker
+
+    pool = [Excerpt(id=f"b#{i}", book_id="b", text=f"word{i} " * (i + 1), location=Location("b", 1, "One", i, i),
+                    scores=RetrievalScores(bm25=1.0 / (i + 1), fused=1.0 / (i + 1))) for i in range(6)]
+    # a model that prefers low fused scores: it would turn the pool upside down
+    model = LinearModel(["fused_ratio"], [0.0], [1.0], [-5.0], 0.0)
+    unreviewed = ExcerptReranker(model, {"other#1": (3, 0)})
+    assert [e.id for e in unreviewed.rerank("word1", pool)] == [e.id for e in pool]
+    reviewed = ExcerptReranker(model, {"b#2": (0, 2)})
+    assert [e.id for e in reviewed.rerank("word1", pool)][0] == "b#5"
