@@ -80,7 +80,7 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
     @contextmanager
     def _tx(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on any error."""
-        with unavailable_as_error(str(self.engine.url)):
+        with unavailable_as_error(self.engine.url):
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
 
@@ -250,20 +250,18 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
     @contextmanager
     def _conn(self) -> Iterator[Connection]:
         """One transaction on a Core connection (the review write paths: fewer objects than the ORM)."""
-        with unavailable_as_error(str(self.engine.url)), self.engine.begin() as conn:
+        with unavailable_as_error(self.engine.url), self.engine.begin() as conn:
             yield conn
 
     def _record_in_one_statement(self, review: Review, kind: str, source: str, reviewer: str,
                                  tags: list[str], now: datetime) -> Review:
-        """PostgreSQL: one atomic statement, no BEGIN/COMMIT round trips (``pg_record``)."""
-        from app.review.pg_record import RECORD
+        """PostgreSQL: one call of the review function, one round trip (``pg_record``)."""
+        from app.review import pg_record
 
-        params = dict(step_id=review.step_id, reviewer=reviewer, kind=kind, rating=review.rating,
-                      correction=review.correction or "", tags=json.dumps(tags), source=source, now=now,
-                      refresh=kind == ReviewKind.editor.value and source == ReviewSource.human.value)
-        with unavailable_as_error(str(self.engine.url)), \
-                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            row = conn.execute(RECORD, params).first()
+        with unavailable_as_error(self.engine.url):
+            row = pg_record.record(self.engine, review.step_id, reviewer, kind, review.rating,
+                                   review.correction or "", json.dumps(tags), source, now,
+                                   refresh=kind == ReviewKind.editor.value and source == ReviewSource.human.value)
         if row is None:
             raise ReviewError(f"unknown step id {review.step_id!r}: it was never saved (or was "
                               "deleted); reload the turn and review again")
