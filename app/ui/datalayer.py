@@ -29,7 +29,7 @@ from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.data.storage_clients.base import BaseStorageClient
 
 from app.ui import inputs
-from app.ui.ownership import NOT_YOURS, AccessDenied, OwnershipChecks, requester
+from app.ui.ownership import NOT_YOURS, AccessDenied, OwnershipChecks, Remembered, requester
 
 
 class DatabaseStorageClient(BaseStorageClient):
@@ -100,6 +100,7 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
     def __init__(self, sync_url: str, control_props: ControlProps | None = None):
         self.control_props = control_props
         self._locks: dict[str, asyncio.Lock] = {}
+        self.thread_owners, self.element_threads = Remembered(), Remembered()
         from app.review.db import async_url
 
         conninfo = async_url(sync_url)
@@ -136,10 +137,15 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
         if isinstance(content, (str, bytes)) and len(content) > 4 * 65536:
             raise AccessDenied("element refused: its content is too large", 413)
         async with self._lock(getattr(element, "thread_id", None)):
-            return await super().create_element(element)
+            stored = await super().create_element(element)
+        element_id, thread_id = getattr(element, "id", None), getattr(element, "thread_id", None)
+        if isinstance(element_id, str) and isinstance(thread_id, str):
+            self.element_threads.keep(element_id, thread_id)
+        return stored
 
     async def delete_element(self, element_id: str, thread_id: Optional[str] = None):
         await self.check_element_delete(requester(), element_id)
+        self.element_threads.forget(element_id)
         return await super().delete_element(element_id, thread_id)
 
     async def get_element(self, thread_id: str, element_id: str):
@@ -175,6 +181,7 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
         who = requester()
         if who is not None and not await self.check_thread_read(who, thread_id):
             raise AccessDenied("refused: that conversation belongs to another user")
+        self.thread_owners.forget(thread_id)
         return await super().delete_thread(thread_id)
 
     async def get_thread_author(self, thread_id: str) -> str:
