@@ -68,8 +68,10 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """A synchronous engine; SQLite gets WAL + foreign keys, its parent folder is created."""
+def make_engine(url: str, *, application_name: str = "bookbot", **kwargs: Any) -> Engine:
+    """A synchronous engine; SQLite gets WAL + foreign keys, its parent folder is created.
+    PostgreSQL connections carry `application_name` (seen in ``pg_stat_activity``) unless the
+    URL names one."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -86,6 +88,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
+    if "application_name" not in parsed.query:
+        kwargs["connect_args"] = {"application_name": application_name, **kwargs.get("connect_args", {})}
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         event.listen(engine, "checkout", _drop_if_closed_by_server)

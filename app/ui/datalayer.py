@@ -105,7 +105,8 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
 
         conninfo = async_url(sync_url)
         self.is_sqlite = conninfo.startswith("sqlite")
-        connect_args = {"timeout": 30} if self.is_sqlite else {}
+        connect_args = ({"timeout": 30} if self.is_sqlite
+                        else {"server_settings": {"application_name": "bookbot-chainlit"}})
         super().__init__(conninfo=conninfo, connect_args=connect_args,
                          storage_provider=DatabaseStorageClient(lambda: self.engine))
         from app.review.chainlit_tables import prepare_chainlit_engine
