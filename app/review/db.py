@@ -68,10 +68,17 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# PostgreSQL pools keep the connections they open (up to POOL_SIZE, none beyond): SQLAlchemy's
+# default (5 kept + 10 overflow) closes an overflow connection as soon as it is returned, so a
+# busy server opened and closed PostgreSQL backends several times a second (measured in the
+# 40-chat load run) — each a fork, an authentication and a cold catalog cache.  The same cap.
+POOL_SIZE = 15
+
+
 def make_engine(url: str, *, application_name: str = "bookbot", **kwargs: Any) -> Engine:
     """A synchronous engine; SQLite gets WAL + foreign keys, its parent folder is created.
     PostgreSQL connections carry `application_name` (seen in ``pg_stat_activity``) unless the
-    URL names one."""
+    URL names one, and the pool keeps up to POOL_SIZE of them open."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -88,6 +95,8 @@ def make_engine(url: str, *, application_name: str = "bookbot", **kwargs: Any) -
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
+    kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", 0)
     if "application_name" not in parsed.query:
         kwargs["connect_args"] = {"application_name": application_name, **kwargs.get("connect_args", {})}
     engine = create_engine(url, **kwargs)
@@ -97,16 +106,20 @@ def make_engine(url: str, *, application_name: str = "bookbot", **kwargs: Any) -
 
 
 def _drop_if_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-    """Lend no connection the server has closed (restart, failover, idle timeout, terminated
-    backend), without a round trip: an idle PostgreSQL connection has nothing to read, while
-    a server that ends a session sends its error and closes the socket — both make the socket
-    readable.  The pool then opens a fresh connection (DisconnectionError: SQLAlchemy's
-    documented way for a checkout listener to refuse a connection)."""
-    if dbapi_conn.closed or getattr(dbapi_conn, "broken", False) or _readable(dbapi_conn.fileno()):
+    """Lend no connection the server has closed (DisconnectionError: SQLAlchemy's documented way
+    for a checkout listener to refuse a connection; the pool then opens a fresh one)."""
+    if closed_by_server(dbapi_conn):
         raise DisconnectionError("the database closed this idle connection")
 
 
-def _readable(fd: int) -> bool:
+def closed_by_server(dbapi_conn: Any) -> bool:
+    """True when an idle psycopg connection can no longer be used (restart, failover, idle
+    timeout, terminated backend), found without a round trip: an idle PostgreSQL connection
+    has nothing to read, while a server that ends a session sends its error and closes the
+    socket — both make the socket readable."""
+    if dbapi_conn.closed or getattr(dbapi_conn, "broken", False):
+        return True
+    fd = dbapi_conn.fileno()
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLPRI)

@@ -109,6 +109,15 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
                         else {"server_settings": {"application_name": "bookbot-chainlit"}})
         super().__init__(conninfo=conninfo, connect_args=connect_args,
                          storage_provider=DatabaseStorageClient(lambda: self.engine))
+        if not self.is_sqlite:   # Chainlit takes no pool settings: same cap, kept open (db.POOL_SIZE)
+            from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+            from sqlalchemy.orm import sessionmaker
+
+            from app.review.db import POOL_SIZE
+
+            self.engine = create_async_engine(conninfo, connect_args=connect_args, pool_size=POOL_SIZE,
+                                              max_overflow=0)
+            self.async_session = sessionmaker(bind=self.engine, expire_on_commit=False, class_=AsyncSession)
         from app.review.chainlit_tables import prepare_chainlit_engine
 
         prepare_chainlit_engine(self.engine)  # list/dict parameters (thread tags) as JSON on SQLite
