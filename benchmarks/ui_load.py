@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests" / "ui"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from chat_client import ChatClient  # noqa: E402
+from machine_meter import MachineMeter  # noqa: E402
 from server_harness import prepare_data, start_chroma, start_server, stop_server  # noqa: E402
 
 QUESTIONS = ["How did you know Watson had been in Afghanistan?",
@@ -79,6 +80,13 @@ def _pg_backends(database: str) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+def _is_backend_of(pid: int, database: str) -> bool:
+    try:
+        return f" {database} " in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def machine_times() -> tuple[int, int]:
@@ -143,12 +151,15 @@ async def level(bases: list[str], n: int, questions: int, meter: CpuMeter) -> di
                                           ready, start)) for i in range(n)]
     for _ in range(n):                      # every user connected before the clock starts
         await ready.get()
+    whole = MachineMeter(meter.pids, lambda pid: _is_backend_of(pid, meter.database))
+    whole.start()
     cpu0, me0, load0, machine0 = meter.read(), time.process_time(), os.getloadavg()[0], machine_times()
     t0 = time.perf_counter()
     start.set()
     results = await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
     server_cpu, client_cpu = CpuMeter.used(cpu0, meter.read()), time.process_time() - me0
+    accounted = whole.stop()
     machine1 = machine_times()
     idle = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
     first = [x for r in results for x in r[0]]
@@ -162,7 +173,7 @@ async def level(bases: list[str], n: int, questions: int, meter: CpuMeter) -> di
             "answers_per_s": len(full) / wall if wall else float("nan"),
             "cpu_per_answer": cpu_per_answer, "ceiling": ceiling, "client_cpu_s": client_cpu,
             "server_cpu_s": server_cpu, "load": (load0, os.getloadavg()[0]), "idle": idle,
-            "share": server_cpu / (wall * (os.cpu_count() or 1))}
+            "share": server_cpu / (wall * (os.cpu_count() or 1)), "machine": accounted}
 
 
 async def reviews_through_servers(bases: list[str], editors: int, per_editor: int) -> dict:
@@ -278,6 +289,10 @@ def main() -> None:
           "backends in that level; 'servers got' = their CPU-s / (wall × cores), 'idle' = the whole machine's "
           "idle time; the load generator used "
           + ", ".join(f"{r['client_cpu_s']:.1f}" for r in rows) + " CPU-s on the same cores)")
+    print("where the machine's CPU went in each level (sampled every second, every process): "
+          + "; ".join(f"{r['instances']}×{r['sessions']}: " + ", ".join(
+              f"{k} {v / r['machine']['machine']:.0%}" for k, v in r["machine"].items() if k != "machine")
+              for r in rows))
     print(f"reviews through the servers, {review_row['editors']} editors at once: "
           f"{review_row['writes']}/{review_row['expected']} stored, {review_row['writes_per_s']:.1f} writes/s, "
           f"p50 {review_row['p50_s'] * 1000:.0f} ms, p95 {review_row['p95_s'] * 1000:.0f} ms")

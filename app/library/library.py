@@ -358,7 +358,7 @@ def open_catalog(settings) -> Catalog:
 
         from app.review.db import make_engine
 
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, application_name="bookbot-library", pool_size=10)
         if not inspect(engine).has_table("library_books"):
             engine.dispose()
             raise LibraryError("database", "the shared database has no library tables yet: run "

@@ -4,18 +4,20 @@
 `current(url)` tells which revision it is at; `downgrade(url, revision)` goes back.  The
 URL is handed to Alembic programmatically (no alembic.ini), so the same code serves the
 CLI, the app on start and the tests.  `StoreUnavailable` is the one error callers see when
-the database cannot be reached.
+the database cannot be reached.  A PostgreSQL engine's pool checks at checkout, without a
+round trip, that the server has not closed the connection (after a restart it opens a new one).
 """
 
 from __future__ import annotations
 
+import select
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -66,8 +68,17 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """A synchronous engine; SQLite gets WAL + foreign keys, its parent folder is created."""
+# PostgreSQL pools keep the connections they open (up to POOL_SIZE, none beyond): SQLAlchemy's
+# default (5 kept + 10 overflow) closes an overflow connection as soon as it is returned, so a
+# busy server opened and closed PostgreSQL backends several times a second (measured in the
+# 40-chat load run) — each a fork, an authentication and a cold catalog cache.  The same cap.
+POOL_SIZE = 15
+
+
+def make_engine(url: str, *, application_name: str = "bookbot", **kwargs: Any) -> Engine:
+    """A synchronous engine; SQLite gets WAL + foreign keys, its parent folder is created.
+    PostgreSQL connections carry `application_name` (seen in ``pg_stat_activity``) unless the
+    URL names one, and the pool keeps up to POOL_SIZE of them open."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -84,20 +95,49 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", 0)
+    if "application_name" not in parsed.query:
+        kwargs["connect_args"] = {"application_name": application_name, **kwargs.get("connect_args", {})}
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkout", _drop_if_closed_by_server)
+    return engine
+
+
+def _drop_if_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Lend no connection the server has closed (DisconnectionError: SQLAlchemy's documented way
+    for a checkout listener to refuse a connection; the pool then opens a fresh one)."""
+    if closed_by_server(dbapi_conn):
+        raise DisconnectionError("the database closed this idle connection")
+
+
+def closed_by_server(dbapi_conn: Any) -> bool:
+    """True when an idle psycopg connection can no longer be used (restart, failover, idle
+    timeout, terminated backend), found without a round trip: an idle PostgreSQL connection
+    has nothing to read, while a server that ends a session sends its error and closes the
+    socket — both make the socket readable."""
+    if dbapi_conn.closed or getattr(dbapi_conn, "broken", False):
+        return True
+    fd = dbapi_conn.fileno()
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 @contextmanager
-def unavailable_as_error(url: str) -> Iterator[None]:
-    """Turn connection failures into StoreUnavailable with an actionable message."""
+def unavailable_as_error(url: str | URL) -> Iterator[None]:
+    """Turn connection failures into StoreUnavailable with an actionable message (the URL is
+    rendered only then: the review write path calls this on every write)."""
     try:
         yield
     except OperationalError as exc:
-        raise StoreUnavailable(_explain(url, exc)) from exc
+        raise StoreUnavailable(_explain(str(url), exc)) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            raise StoreUnavailable(_explain(url, exc)) from exc
+            raise StoreUnavailable(_explain(str(url), exc)) from exc
         raise
 
 

@@ -1,70 +1,99 @@
-"""Recording a review on PostgreSQL in one statement (one round trip, atomic on its own).
+"""Recording a review on PostgreSQL: one call of the ``bookbot_record_review`` function.
 
-`ReviewStore.record_review` on PostgreSQL runs ``RECORD`` with the connection in autocommit
-mode: one data-modifying statement upserts the current review, appends its history row and
-— for a human editor rating — brings the reviewer's inferred -1 labels of the turn in line
-with PRM800K's early stop (labels after the first -1; removed when it goes), with history
-rows for each.  A statement is atomic, so a failure stores nothing.  The generic path (the
-ORM, SQLite) gives the same rows; the review tests run on both.  Row locks taken by the
-upsert keep two writes of one review in order.
+Migration 0007 creates the PL/pgSQL function (current review upsert, history row, PRM800K
+early-stop labels; see its docstring).  `ReviewWriter.record(…)` calls it once in autocommit
+mode — one round trip, atomic on its own — as a server-side prepared statement, on a
+psycopg connection the writer keeps for the calling thread (review writes come from a few
+long-lived worker threads).  No pool checkout, no SQLAlchemy statement or result building:
+a write's own Python work is about half of what it was through the pool.  Before each use
+the connection is checked without a round trip (``db.closed_by_server``: a restarted or
+terminated server makes the socket readable) and replaced when the server closed it.
+Driver errors are handed back as SQLAlchemy's, so the store treats them like any other
+(a lost connection → ``StoreUnavailable``; IntegrityError → retried).  The generic path
+(SQLite) in ``store.py`` gives the same rows; the review tests run on both.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import threading
+from datetime import datetime
+from typing import Any, NamedTuple
 
-_COLS = "step_id, turn_id, reviewer, kind, rating, correction, fault_tags, source, created_at, updated_at"
-_HIST = "review_id, step_id, reviewer, kind, rating, correction, fault_tags, source, action, recorded_at"
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-RECORD = text(f"""
-WITH step AS (
-  SELECT id, turn_id, idx FROM turn_steps WHERE id = :step_id
-), prior AS (
-  SELECT 1 FROM reviews WHERE step_id = :step_id AND reviewer = :reviewer AND kind = :kind
-), up AS (
-  INSERT INTO reviews ({_COLS})
-  SELECT step.id, step.turn_id, :reviewer, :kind, :rating, :correction, CAST(:tags AS json), :source, :now, :now
-  FROM step
-  ON CONFLICT (step_id, reviewer, kind) DO UPDATE SET rating = EXCLUDED.rating,
-    correction = EXCLUDED.correction, fault_tags = EXCLUDED.fault_tags, source = EXCLUDED.source,
-    updated_at = EXCLUDED.updated_at
-  RETURNING id, {_COLS}
-), h AS (
-  INSERT INTO review_history ({_HIST})
-  SELECT id, step_id, reviewer, kind, rating, correction, fault_tags, source,
-         CASE WHEN EXISTS (SELECT 1 FROM prior) THEN 'update' ELSE 'create' END, :now FROM up
-), need AS (          -- early-stop labels can change only after a -1 now or earlier
-  SELECT :refresh AND ((:rating = -1 AND :source = 'human') OR EXISTS (
-    SELECT 1 FROM reviews r JOIN step ON r.turn_id = step.turn_id
-    WHERE r.reviewer = :reviewer AND r.kind = 'editor' AND r.step_id <> :step_id
-      AND (r.source = 'inferred' OR (r.source = 'human' AND r.rating = -1)))) AS yes
-), fw AS (
-  SELECT LEAST(
-    (SELECT min(s.idx) FROM reviews r JOIN turn_steps s ON s.id = r.step_id JOIN step ON r.turn_id = step.turn_id
-      WHERE r.reviewer = :reviewer AND r.kind = 'editor' AND r.source = 'human' AND r.rating = -1
-        AND r.step_id <> :step_id),
-    (SELECT idx FROM step WHERE :rating = -1 AND :source = 'human')) AS idx
-), gone AS (
-  DELETE FROM reviews r USING turn_steps s, step
-  WHERE (SELECT yes FROM need) AND s.id = r.step_id AND r.turn_id = step.turn_id AND r.reviewer = :reviewer
-    AND r.kind = 'editor' AND r.source = 'inferred' AND r.step_id <> :step_id
-    AND ((SELECT idx FROM fw) IS NULL OR s.idx <= (SELECT idx FROM fw))
-  RETURNING r.*
-), born AS (
-  INSERT INTO reviews ({_COLS})
-  SELECT s.id, s.turn_id, :reviewer, 'editor', -1, '', CAST('[]' AS json), 'inferred', :now, :now
-  FROM turn_steps s JOIN step ON s.turn_id = step.turn_id
-  WHERE (SELECT yes FROM need) AND s.idx > (SELECT idx FROM fw) AND s.id <> :step_id
-    AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.step_id = s.id AND r.reviewer = :reviewer
-                    AND r.kind = 'editor')
-  ON CONFLICT (step_id, reviewer, kind) DO NOTHING
-  RETURNING *
-), hg AS (
-  INSERT INTO review_history ({_HIST})
-  SELECT id, step_id, reviewer, kind, rating, correction, fault_tags, source, 'delete', :now FROM gone
-), hb AS (
-  INSERT INTO review_history ({_HIST})
-  SELECT id, step_id, reviewer, kind, rating, correction, fault_tags, source, 'create', :now FROM born
-)
-SELECT * FROM up
-""")
+from app.review.db import closed_by_server
+
+RECORD_SQL = ("SELECT id, created_at, updated_at FROM bookbot_record_review(%s, %s, %s, %s::integer, %s, "
+              "%s::json, %s, %s::timestamptz, %s::boolean)")
+APPLICATION_NAME = "bookbot-reviews"
+
+
+class Stored(NamedTuple):
+    """What the database adds to a review it stored."""
+
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReviewWriter:
+    """Review writes for one engine's database, on one kept connection per calling thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._mine = threading.local()
+        self._all: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def record(self, step_id: str, reviewer: str, kind: str, rating: int, correction: str, tags_json: str,
+               source: str, now: datetime, refresh: bool) -> Stored | None:
+        """Store one review; what the database added, or None when the step is unknown.
+        `refresh`: apply early stop (a human editor's rating)."""
+        params = (step_id, reviewer, kind, rating, correction, tags_json, source, now, refresh)
+        dbapi = self.engine.dialect.loaded_dbapi
+        conn = None
+        try:
+            conn = self._connection()
+            row = conn.execute(RECORD_SQL, params, prepare=True).fetchone()
+        except dbapi.Error as exc:
+            lost = conn is None or conn.closed or conn.broken
+            if lost and conn is not None:
+                self._drop(conn)
+            raise DBAPIError.instance(RECORD_SQL, params, exc, dbapi.Error, connection_invalidated=lost,
+                                      dialect=self.engine.dialect) from exc
+        return Stored(*row) if row is not None else None
+
+    def _connection(self) -> Any:
+        conn = getattr(self._mine, "conn", None)
+        if conn is not None and closed_by_server(conn):
+            self._drop(conn)
+            conn = None
+        if conn is None:
+            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+            cparams.setdefault("application_name", APPLICATION_NAME)
+            conn = self.engine.dialect.loaded_dbapi.connect(*cargs, **cparams, autocommit=True)
+            self._mine.conn = conn
+            with self._lock:
+                self._all.add(conn)
+        return conn
+
+    def _drop(self, conn: Any) -> None:
+        if getattr(self._mine, "conn", None) is conn:
+            self._mine.conn = None
+        with self._lock:
+            self._all.discard(conn)
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - it is going away either way
+            pass
+
+    def close(self) -> None:
+        """Close every thread's connection (the store is closing)."""
+        with self._lock:
+            conns, self._all = list(self._all), set()
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass

@@ -32,6 +32,7 @@ from app.review.db import StoreUnavailable, make_engine, unavailable_as_error
 from app.review.exports import iter_turn_records
 from app.review.models import (MAX_CORRECTION_CHARS, MAX_NAME_CHARS, CandidateRow, CitationRow,
                                Conversation, ReviewHistoryRow, ReviewRow, StepRow, TurnRow)
+from app.review.pg_record import ReviewWriter
 from app.review.queue import QueueMixin, least_grounded_first
 from app.review.rows import ReviewError, aware, excerpt_from_json, excerpt_to_json, review_from_row
 from app.review.snapshots import SnapshotsMixin
@@ -68,19 +69,23 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
         self._owns_engine = isinstance(engine_or_url, str)
         self.priority = priority
         self.max_correction_chars = max_correction_chars
+        # PostgreSQL review writes: one kept connection per writing thread (no connection yet)
+        self._writer = ReviewWriter(self.engine) if self.engine.dialect.name == "postgresql" else None
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> ReviewStore:
         return cls(settings.resolved_database_url, **kwargs)
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         if self._owns_engine:
             self.engine.dispose()
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on any error."""
-        with unavailable_as_error(str(self.engine.url)):
+        with unavailable_as_error(self.engine.url):
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
 
@@ -250,24 +255,24 @@ class ReviewStore(AccountsMixin, QueueMixin, SnapshotsMixin):
     @contextmanager
     def _conn(self) -> Iterator[Connection]:
         """One transaction on a Core connection (the review write paths: fewer objects than the ORM)."""
-        with unavailable_as_error(str(self.engine.url)), self.engine.begin() as conn:
+        with unavailable_as_error(self.engine.url), self.engine.begin() as conn:
             yield conn
 
     def _record_in_one_statement(self, review: Review, kind: str, source: str, reviewer: str,
                                  tags: list[str], now: datetime) -> Review:
-        """PostgreSQL: one atomic statement, no BEGIN/COMMIT round trips (``pg_record``)."""
-        from app.review.pg_record import RECORD
-
-        params = dict(step_id=review.step_id, reviewer=reviewer, kind=kind, rating=review.rating,
-                      correction=review.correction or "", tags=json.dumps(tags), source=source, now=now,
-                      refresh=kind == ReviewKind.editor.value and source == ReviewSource.human.value)
-        with unavailable_as_error(str(self.engine.url)), \
-                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            row = conn.execute(RECORD, params).first()
-        if row is None:
+        """PostgreSQL: one call of the review function, one round trip (``pg_record``)."""
+        correction = review.correction or ""
+        refresh = kind == ReviewKind.editor.value and source == ReviewSource.human.value
+        with unavailable_as_error(self.engine.url):
+            stored = self._writer.record(review.step_id, reviewer, kind, review.rating, correction,
+                                         json.dumps(tags), source, now, refresh=refresh)
+        if stored is None:
             raise ReviewError(f"unknown step id {review.step_id!r}: it was never saved (or was "
                               "deleted); reload the turn and review again")
-        return review_from_row(row)
+        return Review(step_id=review.step_id, reviewer=reviewer, kind=ReviewKind(kind), rating=review.rating,
+                      correction=correction, fault_tags=tuple(FaultTag(t) for t in tags),
+                      source=ReviewSource(source), id=stored.id, created_at=stored.created_at,
+                      updated_at=stored.updated_at)
 
     @staticmethod
     def _refresh_inferred(conn: Connection, turn_id: str, reviewer: str, now: datetime) -> None:

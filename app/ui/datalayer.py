@@ -29,7 +29,7 @@ from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.data.storage_clients.base import BaseStorageClient
 
 from app.ui import inputs
-from app.ui.ownership import NOT_YOURS, AccessDenied, OwnershipChecks, requester
+from app.ui.ownership import NOT_YOURS, AccessDenied, OwnershipChecks, Remembered, requester
 
 
 class DatabaseStorageClient(BaseStorageClient):
@@ -100,13 +100,24 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
     def __init__(self, sync_url: str, control_props: ControlProps | None = None):
         self.control_props = control_props
         self._locks: dict[str, asyncio.Lock] = {}
+        self.thread_owners, self.element_threads = Remembered(), Remembered()
         from app.review.db import async_url
 
         conninfo = async_url(sync_url)
         self.is_sqlite = conninfo.startswith("sqlite")
-        connect_args = {"timeout": 30} if self.is_sqlite else {}
+        connect_args = ({"timeout": 30} if self.is_sqlite
+                        else {"server_settings": {"application_name": "bookbot-chainlit"}})
         super().__init__(conninfo=conninfo, connect_args=connect_args,
                          storage_provider=DatabaseStorageClient(lambda: self.engine))
+        if not self.is_sqlite:   # Chainlit takes no pool settings: same cap, kept open (db.POOL_SIZE)
+            from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+            from sqlalchemy.orm import sessionmaker
+
+            from app.review.db import POOL_SIZE
+
+            self.engine = create_async_engine(conninfo, connect_args=connect_args, pool_size=POOL_SIZE,
+                                              max_overflow=0)
+            self.async_session = sessionmaker(bind=self.engine, expire_on_commit=False, class_=AsyncSession)
         from app.review.chainlit_tables import prepare_chainlit_engine
 
         prepare_chainlit_engine(self.engine)  # list/dict parameters (thread tags) as JSON on SQLite
@@ -136,10 +147,15 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
         if isinstance(content, (str, bytes)) and len(content) > 4 * 65536:
             raise AccessDenied("element refused: its content is too large", 413)
         async with self._lock(getattr(element, "thread_id", None)):
-            return await super().create_element(element)
+            stored = await super().create_element(element)
+        element_id, thread_id = getattr(element, "id", None), getattr(element, "thread_id", None)
+        if isinstance(element_id, str) and isinstance(thread_id, str):
+            self.element_threads.keep(element_id, thread_id)
+        return stored
 
     async def delete_element(self, element_id: str, thread_id: Optional[str] = None):
         await self.check_element_delete(requester(), element_id)
+        self.element_threads.forget(element_id)
         return await super().delete_element(element_id, thread_id)
 
     async def get_element(self, thread_id: str, element_id: str):
@@ -175,6 +191,7 @@ class BookbotDataLayer(OwnershipChecks, SQLAlchemyDataLayer):
         who = requester()
         if who is not None and not await self.check_thread_read(who, thread_id):
             raise AccessDenied("refused: that conversation belongs to another user")
+        self.thread_owners.forget(thread_id)
         return await super().delete_thread(thread_id)
 
     async def get_thread_author(self, thread_id: str) -> str:

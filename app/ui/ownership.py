@@ -10,6 +10,12 @@ user must be the signed-in user.  No role widens it — editors and lab members
 reach other people's steps only through the review actions, which check roles
 against the database.  Work the server does outside any request (start-up,
 tests driving the layer directly) has no requester and is not checked.
+
+What never changes once stored is remembered per process (``Remembered``): a thread's
+owner (a thread is given to a user once, only to the requester) and the thread an
+element belongs to.  A streamed answer writes each step and element several times; only
+the first write of a thread or element asks the database.  Unknown owners (a thread not
+yet given to its user) are never remembered, and a deleted thread or element is forgotten.
 """
 
 from __future__ import annotations
@@ -76,8 +82,30 @@ def props_size(props: Any) -> int:
         raise AccessDenied("element refused: its props are not JSON", 400) from None
 
 
+class Remembered:
+    """A bounded map of facts that never change (thread → owner, element → thread)."""
+
+    def __init__(self, limit: int = 50_000):
+        self.limit, self._values = limit, {}
+
+    def get(self, key: Any) -> Optional[str]:
+        return self._values.get(key)
+
+    def keep(self, key: str, value: str) -> None:
+        if len(self._values) >= self.limit:
+            self._values.clear()          # rare; the next writes ask the database again
+        self._values[key] = value
+
+    def forget(self, key: Any) -> None:
+        self._values.pop(key, None)
+
+
 class OwnershipChecks:
-    """Mixed into the Chainlit data layer; needs ``execute_sql`` (Chainlit's SQLAlchemy layer)."""
+    """Mixed into the Chainlit data layer; needs ``execute_sql`` (Chainlit's SQLAlchemy layer)
+    and, set by the layer's constructor, ``thread_owners`` and ``element_threads`` (Remembered)."""
+
+    thread_owners: Remembered
+    element_threads: Remembered
 
     async def _one(self, query: str, **params: Any) -> Optional[dict]:
         rows = await self.execute_sql(query=query, parameters=params)   # type: ignore[attr-defined]
@@ -87,8 +115,14 @@ class OwnershipChecks:
         """(the thread exists, its owner's identifier or None)."""
         if not isinstance(thread_id, str) or not thread_id:
             return False, None
+        owner = self.thread_owners.get(thread_id)
+        if owner is not None:
+            return True, owner
         row = await self._one('SELECT "userIdentifier" FROM threads WHERE "id" = :id', id=thread_id)
-        return (row is not None), (row or {}).get("userIdentifier")
+        owner = (row or {}).get("userIdentifier")
+        if owner is not None:
+            self.thread_owners.keep(thread_id, owner)
+        return (row is not None), owner
 
     async def check_thread_write(self, who: Optional[str], thread_id: Optional[str]) -> None:
         """The requester owns the thread, or it is new: not there yet (ids are random uuid4s), or
@@ -137,10 +171,14 @@ class OwnershipChecks:
         if not isinstance(element_id, str) or not element_id:
             raise AccessDenied("element refused: no element id", 400)
         await self.check_thread_write(who, thread_id)
+        if self.element_threads.get(element_id) == thread_id:
+            return
         row = await self._one('SELECT "threadId" FROM elements WHERE "id" = :id', id=element_id)
         if row is not None and row.get("threadId") != thread_id:
             await self.check_thread_write(who, row.get("threadId"))
             raise AccessDenied("element refused: that element belongs to another conversation")
+        if row is not None:
+            self.element_threads.keep(element_id, thread_id)
 
     async def check_element_delete(self, who: Optional[str], element_id: Any) -> None:
         await self._check_row_write(who, "elements", element_id, "element")

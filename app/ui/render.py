@@ -1,7 +1,8 @@
 """Showing turns in Chainlit: streamed steps, cited passages, review controls.
 
-Owns: streaming one engine run into the chat (a parent step for the turn, one
-open child step per procedure step, cited excerpts as side-panel elements, the
+Owns: streaming one engine run into the chat (its events come from the services'
+engine runner, which serves turns not yet showing a step first; a parent step for
+the turn, one open child step per procedure step, cited excerpts as side-panel elements, the
 StepReview control inline in each step, the answer streamed afterwards),
 rendering an already stored turn the same way (review desk), and refreshing
 the review controls of a turn from the review store.  Which controls exist for
@@ -136,8 +137,9 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
     answer: cl.Message | None = None      # created after the steps, so it is shown after them
     turn: Turn | None = None
     stopped = ""                          # why a procedure graph stopped early, if it did
-    async for event in engine.arun(character, question, history, conversation_id=thread_id,
-                                   user_id=reviewer, snapshot_id=snapshot_id):
+    run = engine.run(character, question, history, conversation_id=thread_id, user_id=reviewer,
+                     snapshot_id=snapshot_id)
+    async for event in services.runner().events(run):
         if isinstance(event, ev.StepStarted):
             step = open_steps.get(event.step_id)
             if step is None:

@@ -1,7 +1,8 @@
 """The collaborators one Chainlit server process shares, built once and handed to every handler.
 
 Owns: wiring settings → character cards (hot reload), review store, LLM
-backend, book library and, per turn, an Engine with the character's active
+backend, book library, the engine runner (the worker threads that produce turns)
+and, per turn, an Engine with the character's active
 tuning snapshot (verifier scorer, re-ranking retriever, exemplars) when one
 exists — from the data dir's folders on one machine, from the shared database
 (``SharedSnapshots``) when several instances share PostgreSQL.  No chainlit
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.library.library import Library
     from app.review.store import ReviewStore
     from app.tuning.snapshots import LoadedSnapshot
+    from app.ui.engine_runner import EngineRunner
 
 log = logging.getLogger("bookbot.ui")
 
@@ -41,6 +43,7 @@ class Services:
     snapshots: Optional[Callable[[str], Optional["LoadedSnapshot"]]] = None   # None: the data dir's folders
     _library: Optional["Library"] = None
     _vectors: Optional["SentenceVectors"] = None
+    _runner: Optional["EngineRunner"] = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -79,6 +82,15 @@ class Services:
 
             self._vectors = SentenceVectors(self.library().embedder)
         return self._vectors
+
+    def runner(self) -> "EngineRunner":
+        """The worker threads that produce every turn's events (``engine_runner``)."""
+        with self._lock:
+            if self._runner is None:
+                from app.ui.engine_runner import EngineRunner
+
+                self._runner = EngineRunner()
+            return self._runner
 
     def engine_for(self, character_id: str) -> tuple["Engine", str | None]:
         """An Engine for one character (its active tuning snapshot applied) and the snapshot id."""

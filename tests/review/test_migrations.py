@@ -65,6 +65,24 @@ def test_postgres_types_follow_chainlit_docs(pg_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_review_function_comes_and_goes_with_0007(pg_url: str) -> None:
+    from sqlalchemy import text
+
+    def has_function() -> bool:
+        engine = db.make_engine(pg_url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 'bookbot_record_review'")
+                                    ).scalar() == 1
+        finally:
+            engine.dispose()
+
+    assert db.upgrade(pg_url, "0006") == "0006" and not has_function()
+    assert db.upgrade(pg_url) == db.head() and has_function()
+    assert db.downgrade(pg_url, "0006") == "0006" and not has_function()
+
+
 def test_unreachable_database_gives_clear_error() -> None:
     with pytest.raises(db.StoreUnavailable, match="unavailable.*Nothing was stored"):
         db.upgrade("postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2")

@@ -1,4 +1,4 @@
-"""PostgreSQL records a review in one statement, SQLite through the ORM: the same reviews result.
+"""PostgreSQL records a review in one function call, SQLite in three statements: the same reviews result.
 
 A seeded random sequence of editor ratings (with -1s that start and end PRM800K early
 stops), reader thumbs, withdrawals and machine labels is applied to both databases; the
@@ -46,8 +46,9 @@ def _apply(store: ReviewStore, turns, ops) -> tuple[list, list]:
     return current, history
 
 
-def test_one_statement_and_orm_paths_agree(sqlite_url, pg_url) -> None:
-    rng = random.Random(11)
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_one_statement_and_orm_paths_agree(sqlite_url, pg_url, seed: int) -> None:
+    rng = random.Random(seed)
     turns = [make_turn(grounded=(True, False, True, True, False)) for _ in range(2)]
     ops = []
     for _ in range(120):

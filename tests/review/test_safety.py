@@ -4,6 +4,7 @@ own reviews, and a database that goes away gives a clear error and stores nothin
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,26 +138,78 @@ def test_concurrent_editors_do_not_overwrite_each_other(store_url: str, turn_fac
 
 @pytest.mark.postgres
 def test_postgres_going_away_mid_write_is_a_clear_error(pg_url: str, turn_factory) -> None:  # noqa: ANN001
+    """The database is dropped while a review write waits inside it (on a row lock another
+    session holds): the writer gets a clear error, and so does every later call."""
+    import time
+
+    import psycopg
+
     db.upgrade(pg_url)
     store = ReviewStore(pg_url)
     turn = turn_factory()
     store.save_turn(turn)
     store.record_review(Review(step_id=turn.steps[0].id, reviewer="ann", kind=E, rating=1), Role.editor)
     name = pg_url.rsplit("/", 1)[1]
+    blocker = psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={name}")
+    blocker.execute("SELECT 1 FROM reviews WHERE step_id = %s FOR UPDATE", (turn.steps[0].id,))
+    outcome: dict[str, str] = {}
 
-    def drop_database(conn, cursor, statement, params, context, executemany):  # noqa: ANN001
-        if "INSERT INTO reviews" in statement or "UPDATE reviews" in statement:
-            import psycopg
+    def write() -> None:
+        try:
+            store.record_review(Review(step_id=turn.steps[0].id, reviewer="ann", kind=E, rating=-1), Role.editor)
+            outcome["stored"] = "yes"
+        except StoreUnavailable as exc:
+            outcome["error"] = str(exc)
 
-            with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as c:
-                c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-    event.listen(store.engine, "before_cursor_execute", drop_database)
-    with pytest.raises(StoreUnavailable, match=r"unavailable.*is PostgreSQL running.*Nothing was stored"):
-        store.record_review(Review(step_id=turn.steps[1].id, reviewer="ann", kind=E, rating=-1), Role.editor)
-    event.remove(store.engine, "before_cursor_execute", drop_database)
+    writer = threading.Thread(target=write)
+    writer.start()
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
+        deadline = time.monotonic() + 20
+        while not admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                "AND wait_event_type = 'Lock'", (name,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the write never waited on the lock"
+            time.sleep(0.02)
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    writer.join(30)
+    blocker.close()
+    assert "stored" not in outcome
+    assert re.search(r"unavailable.*is PostgreSQL running.*Nothing was stored", outcome["error"])
     with pytest.raises(StoreUnavailable, match="does not exist"):     # and every later call says so too
         store.reviews_for_step(turn.steps[0].id)
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        store.record_review(Review(step_id=turn.steps[1].id, reviewer="ann", kind=E, rating=1), Role.editor)
+    store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_restart_is_survived(pg_url: str, turn_factory) -> None:  # noqa: ANN001
+    """Pooled connections the server closed while idle (a restart ends every session the same
+    way: an error sent, the socket closed) are not lent again: the next calls just work."""
+    import time
+
+    import psycopg
+
+    db.upgrade(pg_url)
+    store = ReviewStore(pg_url)
+    turn = turn_factory()
+    store.save_turn(turn)
+    store.record_review(Review(step_id=turn.steps[0].id, reviewer="ann", kind=E, rating=1), Role.editor)
+    held = [store.engine.connect() for _ in range(3)]      # three idle connections in the pool
+    for conn in held:
+        conn.close()
+    name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
+        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                              (name,)).fetchone()[0]
+        assert ended >= 3
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    stored = store.record_review(Review(step_id=turn.steps[1].id, reviewer="ann", kind=E, rating=-1), Role.editor)
+    assert stored.rating == -1
+    assert [r.source for r in store.reviews_for_step(turn.steps[2].id)] == [ReviewSource.inferred]
+    store.save_turn(turn_factory())
     store.close()
 
 

@@ -120,6 +120,75 @@ def test_data_layer_refuses_other_users_items(db_url, tmp_path):
     assert out["big"][0] == 413 and "limit" in out["big"][1]
 
 
+async def _remembered(url: str) -> dict:
+    import chainlit as cl
+    from chainlit.context import init_http_context
+
+    from app.ui.datalayer import BookbotDataLayer
+    from app.ui.ownership import AccessDenied, reset_requester, set_requester
+
+    layer = BookbotDataLayer(url)
+    init_http_context(user=cl.User(identifier="ed"))
+    ed = await layer.create_user(cl.User(identifier="ed"))
+    await layer.create_user(cl.User(identifier="rita"))
+    asked: list[str] = []
+    execute_sql = layer.execute_sql
+
+    async def counting(query, parameters):  # noqa: ANN001
+        if query.startswith('SELECT "userIdentifier" FROM threads') or query.startswith('SELECT "threadId" FROM elements'):
+            asked.append(query.split(" FROM ")[1].split()[0])
+        return await execute_sql(query=query, parameters=parameters)
+
+    layer.execute_sql = counting
+    thread_id, step_id = str(uuid.uuid4()), str(uuid.uuid4())
+    out: dict = {}
+    token = set_requester("ed")
+    try:
+        await layer.update_thread(thread_id, name="ed's thread", user_id=ed.id)
+        asked.clear()                                              # (it asked: the thread was new)
+        step = cl.Step(name="1 · Observe", type="tool", id=step_id, thread_id=thread_id)
+        element = cl.CustomElement(name="StepReview", props={"step_id": "s-1"}, for_id=step_id,
+                                   thread_id=thread_id, display="inline")
+        for text_so_far in ("I", "I observe", "I observe."):       # a streamed step: written three times
+            step.output = text_so_far
+            await layer.create_step(step.to_dict())
+            element.props = {"step_id": "s-1", "text": text_so_far}
+            await layer.create_element(element)
+        out["asked_while_streaming"] = list(asked)
+    finally:
+        reset_requester(token)
+    token = set_requester("rita")                                  # what ed's writes taught the layer
+    try:                                                           # widens nothing for anyone else
+        for name, call in (("step", layer.create_step({**step.to_dict(), "output": "forged"})),
+                           ("element", layer.create_element(element))):
+            try:
+                await call
+                out[name] = "allowed"
+            except AccessDenied:
+                out[name] = "refused"
+    finally:
+        reset_requester(token)
+    token = set_requester("ed")
+    try:
+        await layer.delete_thread(thread_id)
+        out["remembered_after_delete"] = layer.thread_owners.get(thread_id)
+    finally:
+        reset_requester(token)
+    await layer.engine.dispose()
+    return out
+
+
+def test_data_layer_asks_for_an_owner_once_per_thread(db_url):
+    """A streamed answer rewrites its steps and elements; the owner check asks the database
+    once per thread and element, and what it remembers refuses other users all the same."""
+    with ThreadPoolExecutor(1) as pool:
+        out = pool.submit(asyncio.run, _remembered(db_url)).result()
+    assert out["asked_while_streaming"].count("threads") == 1
+    assert out["asked_while_streaming"].count("elements") == 1
+    assert out["step"] == out["element"] == "refused"
+    assert out["remembered_after_delete"] is None
+
+
 def test_sign_in_throttles_rehashes_and_versions_tokens(db_url):
     from app.review.accounts import Throttle
     from app.review.models import Account
