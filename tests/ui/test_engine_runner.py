@@ -4,6 +4,7 @@ turn's first step served before the next events of turns already streaming."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 
@@ -15,6 +16,12 @@ from app.ui.engine_runner import EngineRunner
 
 def _started(name: str) -> StepStarted:
     return StepStarted(index=0, name=name, step_id=f"{name}-0")
+
+
+def run_fresh(main):
+    """asyncio.run in a thread of its own: another test may have left an event loop running here."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()
 
 
 def test_events_arrive_in_order_and_errors_reach_the_reader() -> None:
@@ -35,7 +42,7 @@ def test_events_arrive_in_order_and_errors_reach_the_reader() -> None:
                 got.append(event)
         return events, got
 
-    events, got = asyncio.run(main())
+    events, got = run_fresh(main)
     assert events == ["TurnStarted", "StepStarted"]
     assert len(got) == 1
 
@@ -77,5 +84,5 @@ def test_a_new_turn_goes_ahead_of_turns_already_streaming() -> None:
         gate.set()
         await asyncio.gather(*tasks)
 
-    asyncio.run(main())
+    run_fresh(main)
     assert advanced == ["a", "n", "b", "c"]
