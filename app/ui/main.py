@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 import chainlit as cl
 from chainlit.server import app as _server_app
+from chainlit.session import WebsocketSession
 
 from app.settings import Settings
 from app.ui import actions, desk, guard, present
@@ -32,6 +33,20 @@ STARTER = "ask_starter"     # the card's starter questions, as buttons under the
 
 
 guard.install(_server_app, Settings(), account_state=lambda name: get_services().store.account_state(name))
+
+
+def _session_config(_session: Any) -> Any:
+    """Every chat session's config is the global one: Bookbot's chat profiles carry no
+    ``config_overrides``.  Chainlit 2.12 finds that out by running the profile callback inside
+    the running event loop (nest_asyncio), once per socket connect; each simultaneous connect
+    nested another loop, and at 40 readers opening a chat at once the nesting passed Python's
+    recursion limit and their sign-ins failed (tests/ui/test_many_chats.py)."""
+    from chainlit.config import config
+
+    return config
+
+
+WebsocketSession.get_config = _session_config
 
 
 @cl.data_layer
