@@ -180,6 +180,15 @@ class OwnershipChecks:
         if row is not None:
             self.element_threads.keep(element_id, thread_id)
 
+    def vouch_for_new_elements(self, elements: Any) -> None:
+        """Elements the server has just made for its own turn (fresh uuid4 ids) belong to their
+        thread: their first write skips the look-up that keeps a client-chosen id off another
+        thread's element (a third of the event loop's time under 40 chats went to it)."""
+        for element in elements:
+            element_id, thread_id = getattr(element, "id", None), getattr(element, "thread_id", None)
+            if isinstance(element_id, str) and element_id and isinstance(thread_id, str) and thread_id:
+                self.element_threads.keep(element_id, thread_id)
+
     async def check_element_delete(self, who: Optional[str], element_id: Any) -> None:
         await self._check_row_write(who, "elements", element_id, "element")
 

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import chainlit as cl
+from chainlit.data import get_data_layer
 
 from app.bots import engine as ev
 from app.domain import STOP, Review, ReviewKind, Role, Step, Turn
@@ -93,6 +94,9 @@ async def finish_step(cl_step: cl.Step, step: Step, role: Role, reader: Review |
                                                    thread_id=cl_step.thread_id)
     cl_step.output = markdown
     cl_step.elements = elements
+    layer = get_data_layer()
+    if hasattr(layer, "vouch_for_new_elements"):
+        layer.vouch_for_new_elements(elements)
     cl_step.metadata = {**(cl_step.metadata or {}), "bookbot_step_id": step.id,
                         "bookbot_turn_id": step.turn_id, "bookbot_open": True}
     await cl_step.update()

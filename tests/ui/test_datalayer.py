@@ -70,3 +70,55 @@ def test_reopened_thread_has_tags_open_steps_and_element_props(db_url, tmp_path)
     assert element["forId"] == step["id"]
     assert payload and b"s-1" in payload          # the payload is kept in the database (element_files)
     assert not (tmp_path / "data").exists()
+
+
+async def _element_lookups(url: str) -> tuple[list[str], list[str], str]:
+    """Element id look-ups for an element the server vouched for and one it did not; and what a
+    reused id of the first thread's element gets in another thread."""
+    import chainlit as cl
+    from chainlit.context import init_http_context
+    from sqlalchemy import event
+
+    from app.ui.datalayer import BookbotDataLayer
+    from app.ui.ownership import AccessDenied, set_requester
+
+    layer = BookbotDataLayer(url)
+    init_http_context(user=cl.User(identifier="ed"))
+    user = await layer.create_user(cl.User(identifier="ed", metadata={"role": "editor"}))
+    set_requester("ed")
+    seen: list[str] = []
+    event.listen(layer.engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: seen.append(statement))
+
+    async def element_write(thread_id: str, vouch: bool, element_id: str | None = None) -> tuple[list[str], str]:
+        seen.clear()
+        element = cl.CustomElement(name="StepReview", props={"step_id": "s-1"}, thread_id=thread_id, for_id="step-1",
+                                   display="inline", **({"id": element_id} if element_id else {}))
+        element.mime = "application/json"
+        if vouch:
+            layer.vouch_for_new_elements([element])
+        await layer.create_element(element)
+        return [s for s in seen if 'FROM elements WHERE' in s], element.id
+
+    threads = [str(uuid.uuid4()), str(uuid.uuid4())]
+    for thread_id in threads:
+        await layer.update_thread(thread_id, name="q", user_id=user.id)
+    vouched, first_id = await element_write(threads[0], vouch=True)
+    unvouched, _ = await element_write(threads[0], vouch=False)
+    layer.element_threads.forget(first_id)
+    try:
+        await element_write(threads[1], vouch=False, element_id=first_id)
+        reused = "stored"
+    except AccessDenied as exc:
+        reused = str(exc)
+    await layer.engine.dispose()
+    return vouched, unvouched, reused
+
+
+def test_elements_the_server_made_are_written_without_an_id_lookup(db_url):
+    upgrade(db_url)
+    with ThreadPoolExecutor(1) as pool:
+        vouched, unvouched, reused = pool.submit(asyncio.run, _element_lookups(db_url)).result()
+    assert vouched == []                   # a fresh element of the server's own turn: no round trip
+    assert len(unvouched) == 1             # an element id from anywhere else is checked
+    assert "belongs to another conversation" in reused
