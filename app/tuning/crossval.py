@@ -26,7 +26,7 @@ CV_FOLDS = 3
 SE_RULE = 2.0                # a stronger pull must beat a more cautious one by this many standard errors
 MIN_CV_REVIEWS = 30          # fewer reviews than this cannot show that a learned verifier is better
 
-Examples = list[tuple["CandidateList | None", list[tuple[dict[str, float], int, float]]]]
+Examples = list[tuple[CandidateList | None, list[tuple[dict[str, float], int, float]]]]
 Fit = Callable[..., LinearModel]      # fit(examples, l2=...) -> model
 
 

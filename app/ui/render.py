@@ -22,6 +22,7 @@ from chainlit.data import get_data_layer
 from app.bots import engine as ev
 from app.domain import STOP, Review, ReviewKind, Role, Step, Turn
 from app.ui import present
+from app.ui.ownership import OwnershipChecks
 
 CONTROLS_KEY = "review_controls"
 
@@ -95,7 +96,7 @@ async def finish_step(cl_step: cl.Step, step: Step, role: Role, reader: Review |
     cl_step.output = markdown
     cl_step.elements = elements
     layer = get_data_layer()
-    if hasattr(layer, "vouch_for_new_elements"):
+    if isinstance(layer, OwnershipChecks):
         layer.vouch_for_new_elements(elements)
     cl_step.metadata = {**(cl_step.metadata or {}), "bookbot_step_id": step.id,
                         "bookbot_turn_id": step.turn_id, "bookbot_open": True}
