@@ -11,7 +11,8 @@ training time:
   morphemes (nouns, verb/adjective stems, roots, adverbs, numbers, foreign
   words) so "인력거를" and "인력거꾼" both meet "인력거".
 - ``words(text)``: lower-cased word tokens, nothing removed.
-- ``split_sentences(text)``: sentences (or lines); "Mr." and initials do not end one.
+- ``split_sentences(text)``: sentences (or lines); "Mr." and initials do not end one, nor does
+  a line break inside a hard-wrapped paragraph (Gutenberg text, FairytaleQA sections).
 - ``normalize(text)``: the form quotes are matched in (case, quote marks,
   dashes, whitespace unified).
 
@@ -109,8 +110,37 @@ _ABBREV = re.compile(r"(?:\b(?:Mr|Mrs|Messrs|Ms|Dr|St|Col|Capt|Gen|Lieut|Prof|Re
                      r"ch|cf|etc|i\.e|e\.g|viz)|\b[A-Z])\.$")
 
 
+def line_blocks(text: str) -> list[list[str]]:
+    """The non-empty lines of a text, grouped into blocks separated by blank lines."""
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    for line in text.split("\n"):
+        if line.strip():
+            current.append(line.rstrip())
+        elif current:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def hard_wrapped(text: str) -> bool:
+    """Lines wrapped inside paragraphs (Gutenberg) end mid-sentence; one-line paragraphs end a sentence.
+
+    Looks at every line of a multi-line block except the block's last one.
+    """
+    inner = [line for block in line_blocks(text) for line in block[:-1]]
+    if not inner:
+        return True
+    finals = sum(1 for line in inner if line.endswith((".", "!", "?", "…", "\"", "”", "’", "'", ")", "]")))
+    return finals / len(inner) < 0.6
+
+
 @lru_cache(maxsize=16384)
 def _sentences(text: str) -> tuple[str, ...]:
+    if "\n" in text and hard_wrapped(text):       # a wrapped line does not end a sentence
+        text = "\n\n".join(" ".join(block) for block in line_blocks(text))
     out: list[str] = []
     glue = False
     for part in _SENT_SPLIT.split(text):

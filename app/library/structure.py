@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from app.analyzer import hard_wrapped, line_blocks
+
 _ROMAN = r"[IVXLCDM]+"
 _NUMWORD = (r"ONE|TWO|THREE|FOUR|FIVE|SIX|SEVEN|EIGHT|NINE|TEN|ELEVEN|TWELVE|THIRTEEN|FOURTEEN|"
             r"FIFTEEN|SIXTEEN|SEVENTEEN|EIGHTEEN|NINETEEN|TWENTY|FIRST|SECOND|THIRD|LAST")
@@ -92,32 +94,6 @@ def declared_latin1(raw_head: bytes) -> bool:
                                              b"windows-1252", b"cp1252"))
 
 
-def _blocks(text: str) -> list[list[str]]:
-    blocks: list[list[str]] = []
-    current: list[str] = []
-    for line in text.split("\n"):
-        if line.strip():
-            current.append(line.rstrip())
-        elif current:
-            blocks.append(current)
-            current = []
-    if current:
-        blocks.append(current)
-    return blocks
-
-
-def _hard_wrapped(text: str) -> bool:
-    """Lines wrapped inside paragraphs (Gutenberg) end mid-sentence; one-line paragraphs end a sentence.
-
-    Looks at every line of a multi-line block except the block's last one.
-    """
-    inner = [line for block in _blocks(text) for line in block[:-1]]
-    if not inner:
-        return True
-    finals = sum(1 for line in inner if line.endswith((".", "!", "?", "…", "\"", "”", "’", "'", ")", "]")))
-    return finals / len(inner) < 0.6
-
-
 def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
@@ -125,8 +101,8 @@ def _clean(text: str) -> str:
 def paragraphs_of(text: str) -> list[str]:
     """Whole paragraphs: blank-line blocks of hard-wrapped text, else one paragraph per line."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if _hard_wrapped(text):
-        paras = [_clean(" ".join(block)) for block in _blocks(text)]
+    if hard_wrapped(text):
+        paras = [_clean(" ".join(block)) for block in line_blocks(text)]
     else:
         paras = [_clean(line) for line in text.split("\n") if line.strip()]
     return [p for p in paras if p]

@@ -113,3 +113,19 @@ def test_sentence_split_keeps_abbreviations():
     text = "Mr. Darcy bowed. Mrs. Bennet said nothing to Dr. J. Watson! Then he left.\nA new line"
     assert split_sentences(text) == ["Mr. Darcy bowed.", "Mrs. Bennet said nothing to Dr. J. Watson!",
                                      "Then he left.", "A new line"]
+
+
+def test_a_wrapped_line_does_not_end_a_sentence():
+    """Hard-wrapped text (Gutenberg, FairytaleQA sections) is split into whole sentences, so a quote
+    is never a line fragment like "northeast of Japan."; one-sentence lines and blank lines still end one."""
+    from app.analyzer import split_sentences
+    wrapped = ('"I have not yet told you my reason. Far away from here to the\n'
+               "northeast of Japan there is an island in the sea. This island is the\n"
+               "stronghold of a band of devils.\n\nMomotaro left at dawn")
+    assert split_sentences(wrapped) == ['"I have not yet told you my reason.',
+                                        "Far away from here to the northeast of Japan there is an island in the sea.",
+                                        "This island is the stronghold of a band of devils.",
+                                        "Momotaro left at dawn"]
+    lines = "The owl looked up to the stars above.\nAnd sang to a small guitar!\nO lovely Pussy"
+    assert split_sentences(lines) == ["The owl looked up to the stars above.", "And sang to a small guitar!",
+                                      "O lovely Pussy"]

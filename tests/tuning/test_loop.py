@@ -12,7 +12,7 @@ from app.domain import Role
 from app.tuning import snapshots as snap
 from app.tuning.evaluation import Indexes, learning_curve, simulate_reviews
 from app.tuning.fairytaleqa import CHARACTER_ID, SimulatedEditor, load_split, storyteller
-from app.tuning.reranker import RerankingRetriever
+from app.tuning.reranker import RerankingRetriever, train_reranker
 from app.tuning.tune import train_parts
 
 
@@ -36,8 +36,11 @@ def test_tuning_moves_the_ranking_toward_the_reviews(data):
     assert len(labelled) == 150
     assert {i.rating for i in labelled} == {-1, 1}
     parts = train_parts(labelled)
-    assert parts.reranker is not None and parts.verifier is not None
+    assert parts.verifier is not None
     assert parts.metrics["verifier"]["heldout"]["auc"] > 0.6
+    # whether `tune` uses the re-ranker is decided on a held-out margin of a few dozen excerpts here
+    # (docs/tuning.md); what it learned is tested whether or not this sample clears that margin
+    reranker, priors, _ = train_reranker(labelled)
 
     # every excerpt a review judged, for the query that retrieved it: the learned score separates
     # approved from rejected excerpts better than the untuned fused score, and more judged
@@ -51,10 +54,13 @@ def test_tuning_moves_the_ranking_toward_the_reviews(data):
         story = item.step.excerpts[0].book_id
         base = indexes.get(next(s for s in train if s.name == story))
         pool = base.retrieve(item.query, top_k=15, book_ids=[story])
-        tuned_all = parts.reranker.decision(pool_features(item.query, pool, parts.priors)).tolist()
-        tuned = RerankingRetriever(base, parts.reranker, parts.priors)
+        tuned_all = reranker.decision(pool_features(item.query, pool, priors)).tolist()
+        tuned = RerankingRetriever(base, reranker, priors)
+        ids = [e.id for e in pool]
         for eid in item.cited_ids:
-            k = [e.id for e in pool].index(eid)
+            if eid not in ids:      # a later step's focus passage, retrieved for the bare question
+                continue
+            k = ids.index(eid)
             labels.append(int(label > 0))
             base_scores.append(pool[k].scores.fused)
             tuned_scores.append(tuned_all[k])
