@@ -122,3 +122,46 @@ def test_elements_the_server_made_are_written_without_an_id_lookup(db_url):
     assert vouched == []                   # a fresh element of the server's own turn: no round trip
     assert len(unvouched) == 1             # an element id from anywhere else is checked
     assert "belongs to another conversation" in reused
+
+
+async def _step_write_statements(url: str) -> tuple[list[str], list[str], str]:
+    """The statements of a step write into a thread the layer knows (its owner seen), of the first
+    step of a thread nobody created yet, and what that first write stored."""
+    import chainlit as cl
+    from chainlit.context import init_http_context
+    from sqlalchemy import event
+
+    from app.ui.datalayer import BookbotDataLayer
+    from app.ui.ownership import set_requester
+
+    layer = BookbotDataLayer(url)
+    init_http_context(user=cl.User(identifier="ed"))
+    user = await layer.create_user(cl.User(identifier="ed", metadata={"role": "editor"}))
+    set_requester("ed")
+    seen: list[str] = []
+    event.listen(layer.engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: seen.append(" ".join(statement.split())))
+    known, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    await layer.update_thread(known, name="q", user_id=user.id)
+    await layer.thread_owner(known)
+    step = {"id": str(uuid.uuid4()), "threadId": known, "name": "Observe", "type": "tool", "output": "x"}
+    seen.clear()
+    await layer.create_step(step)
+    known_statements = list(seen)
+    seen.clear()
+    await layer.create_step({**step, "id": str(uuid.uuid4()), "threadId": fresh})
+    fresh_statements = list(seen)
+    rows = await layer.execute_sql('SELECT "id" FROM threads WHERE "id" = :id', {"id": fresh})
+    await layer.engine.dispose()
+    return known_statements, fresh_statements, "stored" if rows else "missing"
+
+
+def test_a_step_of_a_known_thread_is_written_without_a_thread_lookup(db_url):
+    """Chainlit's layer reads the thread before every step write (one more transaction per streamed
+    step); a thread whose owner the layer has seen exists, so only the step itself is written."""
+    upgrade(db_url)
+    with ThreadPoolExecutor(1) as pool:
+        known, fresh, stored = pool.submit(asyncio.run, _step_write_statements(db_url)).result()
+    assert [s for s in known if "threads" in s] == []
+    assert any(s.startswith("INSERT INTO steps") for s in known)
+    assert any("FROM threads" in s for s in fresh) and stored == "stored"   # a new thread is still created
