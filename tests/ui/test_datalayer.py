@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -72,15 +73,15 @@ def test_reopened_thread_has_tags_open_steps_and_element_props(db_url, tmp_path)
     assert not (tmp_path / "data").exists()
 
 
-async def _element_lookups(url: str) -> tuple[list[str], list[str], str]:
-    """Element id look-ups for an element the server vouched for and one it did not; and what a
-    reused id of the first thread's element gets in another thread."""
+async def _editor_layer(url: str) -> tuple[Any, Any, list[str]]:
+    """A Bookbot data layer with the editor "ed" signed in, and the SQL statements it sends
+    from now on (whitespace collapsed)."""
     import chainlit as cl
     from chainlit.context import init_http_context
     from sqlalchemy import event
 
     from app.ui.datalayer import BookbotDataLayer
-    from app.ui.ownership import AccessDenied, set_requester
+    from app.ui.ownership import set_requester
 
     layer = BookbotDataLayer(url)
     init_http_context(user=cl.User(identifier="ed"))
@@ -88,7 +89,18 @@ async def _element_lookups(url: str) -> tuple[list[str], list[str], str]:
     set_requester("ed")
     seen: list[str] = []
     event.listen(layer.engine.sync_engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, *rest: seen.append(statement))
+                 lambda conn, cursor, statement, *rest: seen.append(" ".join(statement.split())))
+    return layer, user, seen
+
+
+async def _element_lookups(url: str) -> tuple[list[str], list[str], str]:
+    """Element id look-ups for an element the server vouched for and one it did not; and what a
+    reused id of the first thread's element gets in another thread."""
+    import chainlit as cl
+
+    from app.ui.ownership import AccessDenied
+
+    layer, user, seen = await _editor_layer(url)
 
     async def element_write(thread_id: str, vouch: bool, element_id: str | None = None) -> tuple[list[str], str]:
         seen.clear()
@@ -127,20 +139,7 @@ def test_elements_the_server_made_are_written_without_an_id_lookup(db_url):
 async def _step_write_statements(url: str) -> tuple[list[str], list[str], str]:
     """The statements of a step write into a thread the layer knows (its owner seen), of the first
     step of a thread nobody created yet, and what that first write stored."""
-    import chainlit as cl
-    from chainlit.context import init_http_context
-    from sqlalchemy import event
-
-    from app.ui.datalayer import BookbotDataLayer
-    from app.ui.ownership import set_requester
-
-    layer = BookbotDataLayer(url)
-    init_http_context(user=cl.User(identifier="ed"))
-    user = await layer.create_user(cl.User(identifier="ed", metadata={"role": "editor"}))
-    set_requester("ed")
-    seen: list[str] = []
-    event.listen(layer.engine.sync_engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, *rest: seen.append(" ".join(statement.split())))
+    layer, user, seen = await _editor_layer(url)
     known, fresh = str(uuid.uuid4()), str(uuid.uuid4())
     await layer.update_thread(known, name="q", user_id=user.id)
     await layer.thread_owner(known)
