@@ -45,6 +45,8 @@ def pick_profile(page, profile: str, expect_text: str) -> None:
 
 
 def ask(page, text: str) -> None:
+    """Type and send; waits until the previous task has ended (while one runs, Enter sends nothing)."""
+    page.locator("#chat-submit").wait_for(timeout=90_000)
     page.fill("#chat-input", text)
     page.keyboard.press("Enter")
 
