@@ -38,7 +38,7 @@ def score(qa, turn, evidence: frozenset[str]) -> dict[str, float]:
     ranked: list[str] = []
     for step in turn.steps:
         ranked += [e for e in cited_ids(step) if e not in ranked]
-    final = conclusion(turn.steps)
+    final = conclusion(turn.question, turn.steps)
     return {"R@1": float(bool(set(ranked[:1]) & evidence)), "R@3": float(bool(set(ranked[:3]) & evidence)),
             "answer in conclusion": float(any(a.lower() in final.lower() for a in qa.answers)),
             "ROUGE-L": max(rouge_l(final, a) for a in qa.answers)}

@@ -63,7 +63,7 @@ def turn_scores(turn, first_ms: float, evidence: frozenset[str], answers) -> dic
     ranked: list[str] = []
     for step in turn.steps:
         ranked += [e for e in cited_ids(step) if e not in ranked]
-    final = conclusion(turn.steps)
+    final = conclusion(turn.question, turn.steps)
     concluded = {c.excerpt_id for s in turn.steps for c in s.citations if c.valid and final and c.quote == final}
     return {"R@1": float(bool(set(ranked[:1]) & evidence)), "R@3": float(bool(set(ranked[:3]) & evidence)),
             "answer R@1": float(bool(concluded & evidence)),

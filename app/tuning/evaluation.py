@@ -105,7 +105,7 @@ def question_scores(qa: QA, turn: Turn) -> dict[str, float]:
         for eid in cited_ids(step):
             if eid not in ranked:
                 ranked.append(eid)
-    final = conclusion(turn.steps)
+    final = conclusion(turn.question, turn.steps)
     first = turn.steps[0] if turn.steps else None
     pool = {c.excerpt_id for cand in (first.candidates if first else []) for c in cand.citations if c.valid}
     multi = [s for s in turn.steps if len(s.candidates) > 1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,7 +216,7 @@ class CachedEmbedder:
         if not self._dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+        tmp = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")   # two runs may share a data dir
         np.savez(tmp, **self._cache)
         tmp.replace(self.path)
         self._dirty = 0

@@ -75,5 +75,5 @@ def test_offline_answer_concludes_with_the_best_supported_quote(holmes, vectors)
     turn = Engine(retriever, ExtractiveBackend(), candidates=2, vectors=vectors).answer(teller, QUESTION)
     cited = [s.citations[0].excerpt_id for s in turn.steps if s.citations]
     assert cited[:2] == ["tm#2", "tm#1"]        # the answer first; the next step cites another passage
-    assert conclusion(turn.steps).startswith("They were slight, graceful creatures")
+    assert conclusion(QUESTION, turn.steps).startswith("They were slight, graceful creatures")
     assert turn.answer.startswith("\u201cThey were slight, graceful creatures")

@@ -46,28 +46,46 @@ def test_earlier_quotes_are_not_repeated_and_answer_builds_on_steps(holmes, retr
     cited = [s.citations[0].excerpt_id for s in turn.steps]
     assert len(set(cited)) == len(cited)                 # no step re-cites a passage another step used
     # the conclusion is the quote that answers the question best, not the last step's
-    assert conclusion(turn.steps).startswith("You have been in Afghanistan, I perceive.")
+    final = conclusion("Afghanistan?", turn.steps)
+    assert final.startswith("I perceive. I knew you came from Afghanistan")   # "You have been in Afghanistan," only restates it
     assert turn.answer.startswith("Data: ")              # the card's template, which lists the other points
-    for q in quotes:                                     # the conclusion is not repeated as a point
-        assert (q in turn.answer) == (not conclusion(turn.steps).startswith(q))
+    for q in quotes:                                     # the concluding quote is not repeated as a point
+        assert (q in turn.answer) == (not q.startswith("You have been in Afghanistan"))
 
 
-def test_conclusion_adds_the_sentence_that_follows_when_short(holmes):
+def _concluded(holmes, texts: list[str], question: str):
+    """A storyteller (default templates) answers from these passages offline: (turn, conclusion)."""
     from app.bots.backends.extractive import conclusion
 
     teller = replace(holmes, id="teller", templates={})
-    story = [make_excerpt("t#1", "Why was the old king so angry that morning? Somebody had stolen his golden crown. "
-                                 "The queen laughed at him for days and weeks on end."),
-             make_excerpt("t#2", "The gardener planted roses by the gate.")]
-    turn = Engine(FakeRetriever(story), ExtractiveBackend(), candidates=2).answer(
-        teller, "Why was the old king angry?")
-    final = conclusion(turn.steps)
-    # the quote that matches the question, and the sentence after it that answers it: still verbatim
-    assert final == "Why was the old king so angry that morning? Somebody had stolen his golden crown."
-    assert quote_in_text(final, story[0].text) and final in turn.answer
-    long = [make_excerpt("t#1", "Why was the old king so angry? " + " ".join(["word"] * 45) + ".")]
-    turn = Engine(FakeRetriever(long), ExtractiveBackend(), candidates=1).answer(teller, "Why was the king angry?")
-    assert conclusion(turn.steps) == "Why was the old king so angry?"      # too long together: the quote alone
+    story = [make_excerpt(f"t#{n}", text) for n, text in enumerate(texts, start=1)]
+    turn = Engine(FakeRetriever(story), ExtractiveBackend(), candidates=len(story)).answer(teller, question)
+    final = conclusion(turn.question, turn.steps)
+    assert quote_in_text(final, texts[0]) and f"\u201c{final}\u201d" in turn.answer     # still verbatim
+    return turn, final
+
+
+def test_conclusion_adds_the_sentence_that_follows_when_short(holmes):
+    # the quote that matches the question, and the sentence after it that answers it, without the
+    # sentence that only restates the question
+    _, final = _concluded(holmes, ["Why was the old king so angry that morning? Somebody had stolen his golden "
+                                   "crown. The queen laughed at him for days and weeks on end.",
+                                   "The gardener planted roses by the gate."], "Why was the old king angry?")
+    assert final == "Somebody had stolen his golden crown."
+    # too long together: the quote alone, which says more than the question does
+    _, final = _concluded(holmes, ["Why was the old king so angry in the great hall of his castle? "
+                                   + " ".join(["word"] * 45) + "."], "Why was the king angry?")
+    assert final == "Why was the old king so angry in the great hall of his castle?"
+
+
+def test_conclusion_leaves_out_clauses_that_only_restate_the_question(holmes):
+    question = "Why did Momotaro admire the bird?"
+    _, final = _concluded(holmes, ["Momotaro could not help admiring the bird; it showed so much spirit in the fight.",
+                                   "The dog ran off into the forest after a hare."], question)
+    assert final == "it showed so much spirit in the fight."                   # the reason, not the question again
+    # every clause restates the question: the quote stays whole rather than vanish
+    _, final = _concluded(holmes, ["Momotaro admired the bird, the bird that Momotaro admired."], question)
+    assert final == "Momotaro admired the bird, the bird that Momotaro admired."
 
 
 def test_later_steps_cover_the_questions_best_passages(holmes):

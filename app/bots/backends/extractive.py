@@ -9,10 +9,11 @@ the card's own template text.
 
 from __future__ import annotations
 
+import re
 from typing import Iterator, Sequence
 
 from app.bots.backends.base import AnswerRequest, AnswerText, Delta, Draft, Drafts, StepRequest, step_text
-from app.analyzer import normalize, split_sentences
+from app.analyzer import normalize, split_sentences, terms
 from app.evidence import SentencePool, SentenceVectors
 from app.domain import Character, Citation, Excerpt, ProcedureStep
 
@@ -37,6 +38,13 @@ FOCUS_PASSAGES = 3      # a later step's first choice: the question's best passa
 # ROUGE-L 0.189 at 30 words, 0.182 at 40)
 CONCLUSION_WORDS = 30
 MAX_POINTS = 3          # quotes the offline answer repeats before its conclusion
+# the conclusion drops leading and trailing clauses that only restate the question: fewer than
+# NEW_TERMS of their terms are new to it (FairytaleQA train: ROUGE-L 0.192 -> 0.202); what is left
+# keeps at least MIN_PART_WORDS words, or the whole quote stays
+NEW_TERMS = 0.5
+MIN_PART_WORDS = 4
+_CLAUSE_END = re.compile(r"(?<=[,;:.!?])[\"'\u201d\u2019)]*\s+|\s+(?=(?:because|so that|but|and then|when|"
+                         r"who|which|where|until|while)\b)|\s*(?:\u2014|--)\s*")
 
 
 _EDGE_QUOTES = "\"'\u201c\u201d\u2018\u2019 "
@@ -177,7 +185,7 @@ class ExtractiveBackend:
         if not cited:
             return _fill(_template(character, "no_evidence"), step=_no_step(character), question=question,
                          name=character.name)
-        best, final = _concluding(cited)
+        best, final = _concluding(question, cited)
         excerpt = cited[best][2]
         points = [_fill(_template(character, "point"), quote=cit.quote, step=step.name,
                         book=ex.book_title or ex.book_id, chapter=_chapter(ex), location=ex.location.label(),
@@ -210,17 +218,37 @@ def _support(step) -> float:
     return float(features.get("ev_relevance", step.score or 0.0))
 
 
-def conclusion(steps: Sequence) -> str:
+def conclusion(question: str, steps: Sequence) -> str:
     """The quote an offline answer concludes with (what evaluations compare with gold answers)."""
     cited = _step_quotes(steps)
-    return _concluding(cited)[1] if cited else ""
+    return _concluding(question, cited)[1] if cited else ""
 
 
-def _concluding(cited: Sequence[tuple[object, Citation, Excerpt]]) -> tuple[int, str]:
+def _concluding(question: str, cited: Sequence[tuple[object, Citation, Excerpt]]) -> tuple[int, str]:
     """(index of the best-supported quote, the conclusion built on it)."""
     best = _best_supported(cited)
     _, quoted, excerpt = cited[best]
-    return best, _with_next_sentence(quoted.quote, excerpt)
+    return best, _answering_part(question, _with_next_sentence(quoted.quote, excerpt))
+
+
+def _answering_part(question: str, text: str) -> str:
+    """The part of ``text`` that tells the reader something the question does not: leading and
+    trailing clauses made mostly of the question's own terms are dropped.  A verbatim slice."""
+    asked = set(terms(question))
+    cuts = [0, *(m.end() for m in _CLAUSE_END.finditer(text)), len(text)]
+    spans = [(a, b) for a, b in zip(cuts, cuts[1:]) if text[a:b].strip()]
+    if len(spans) < 2 or not asked:
+        return text
+
+    def tells(span: tuple[int, int]) -> bool:
+        found = terms(text[span[0]:span[1]])
+        return bool(found) and sum(t not in asked for t in found) >= NEW_TERMS * len(found)
+
+    keep = [n for n, span in enumerate(spans) if tells(span)]
+    if not keep:
+        return text
+    part = text[spans[keep[0]][0]:spans[keep[-1]][1]].strip().rstrip(",;:\u2014-").strip(_EDGE_QUOTES)
+    return part if len(part.split()) >= MIN_PART_WORDS else text
 
 
 def _with_next_sentence(quote: str, excerpt: Excerpt) -> str:
