@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.domain import ReviewKind, ReviewSource
@@ -45,9 +46,10 @@ def pick_profile(page, profile: str, expect_text: str) -> None:
 
 
 def ask(page, text: str) -> None:
-    """Type and send; waits until the previous task has ended (while one runs, Enter sends nothing)."""
-    page.locator("#chat-submit").wait_for(timeout=90_000)
+    """Type and send as a person does: Enter once the send button is enabled, i.e. the composer holds
+    the text and no answer is running (before that, Enter sends nothing: a busy machine showed it)."""
     page.fill("#chat-input", text)
+    expect(page.locator("#chat-submit")).to_be_enabled(timeout=90_000)
     page.keyboard.press("Enter")
 
 
