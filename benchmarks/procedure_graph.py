@@ -56,7 +56,7 @@ def as_list(procedure: tuple[ProcedureStep, ...]) -> tuple[ProcedureStep, ...]:
 
 
 def turn_scores(turn, first_ms: float, evidence: frozenset[str], answers) -> dict[str, float]:
-    from app.bots.backends.extractive import conclusion
+    from app.bots.backends.extractive import concluded_from, conclusion
     from app.tuning.fairytaleqa import cited_ids
     from app.tuning.text import rouge_l
 
@@ -64,7 +64,7 @@ def turn_scores(turn, first_ms: float, evidence: frozenset[str], answers) -> dic
     for step in turn.steps:
         ranked += [e for e in cited_ids(step) if e not in ranked]
     final = conclusion(turn.question, turn.steps)
-    concluded = {c.excerpt_id for s in turn.steps for c in s.citations if c.valid and final and c.quote == final}
+    concluded = {concluded_from(turn.steps)}
     return {"R@1": float(bool(set(ranked[:1]) & evidence)), "R@3": float(bool(set(ranked[:3]) & evidence)),
             "answer R@1": float(bool(concluded & evidence)),
             "ROUGE-L": max((rouge_l(final, a) for a in answers), default=0.0),

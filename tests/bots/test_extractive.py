@@ -55,13 +55,14 @@ def test_earlier_quotes_are_not_repeated_and_answer_builds_on_steps(holmes, retr
 
 def _concluded(holmes, texts: list[str], question: str):
     """A storyteller (default templates) answers from these passages offline: (turn, conclusion)."""
-    from app.bots.backends.extractive import conclusion
+    from app.bots.backends.extractive import concluded_from, conclusion
 
     teller = replace(holmes, id="teller", templates={})
     story = [make_excerpt(f"t#{n}", text) for n, text in enumerate(texts, start=1)]
     turn = Engine(FakeRetriever(story), ExtractiveBackend(), candidates=len(story)).answer(teller, question)
     final = conclusion(turn.question, turn.steps)
     assert quote_in_text(final, texts[0]) and f"\u201c{final}\u201d" in turn.answer     # still verbatim
+    assert concluded_from(turn.steps) == "t#1"                  # the passage it quotes, for evaluations
     return turn, final
 
 

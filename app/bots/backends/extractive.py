@@ -224,6 +224,12 @@ def conclusion(question: str, steps: Sequence) -> str:
     return _concluding(question, cited)[1] if cited else ""
 
 
+def concluded_from(steps: Sequence) -> str | None:
+    """The id of the passage the offline answer's conclusion quotes (None when no step is grounded)."""
+    cited = _step_quotes(steps)
+    return cited[_best_supported(cited)][2].id if cited else None
+
+
 def _concluding(question: str, cited: Sequence[tuple[object, Citation, Excerpt]]) -> tuple[int, str]:
     """(index of the best-supported quote, the conclusion built on it)."""
     best = _best_supported(cited)
