@@ -42,7 +42,11 @@ class Outcome:
 
 
 def confidence(score: float, scorer: Any) -> float:
-    """The step's score on a 0..1 scale: the verifier's P(good) as is, the grounding score / its top."""
+    """The step's score on the 0..1 scale card thresholds are written in: a tuned verifier maps its
+    P(good) there itself (``scorer.confidence``); the grounding score is divided by its top."""
+    to_card = getattr(scorer, "confidence", None)
+    if callable(to_card):
+        return float(to_card(score))
     top = float(getattr(scorer, "score_max", 1.0) or 1.0)
     return max(0.0, min(1.0, float(score) / top))
 

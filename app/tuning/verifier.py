@@ -16,8 +16,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from app.analyzer import normalize
-from app.bots.grounding import candidate_features, grounding_score
+from app.bots.grounding import GroundingScorer, candidate_features, grounding_score
 from app.domain import Candidate, Citation, Excerpt, ProcedureStep, ReviewKind, ReviewSource, Review
 from app.evidence import Sentence, SentencePool, SentenceVectors
 from app.tuning.labels import LabelledStep
@@ -30,6 +32,7 @@ MAX_STEP_INDEX = 6
 READER_WEIGHT = 0.5          # a reader's thumb counts half an editor's rating
 GROUNDING_KEYS = ("token_overlap", "quote_coverage", "best_cited_rank_recip", "valid_fraction")
 UNTUNED = "untuned_score"    # the untuned scorer's own score: what the fit starts from and is pulled back to
+CARD_SCALE_LEVELS = 21       # quantiles matched between P(good) and the untuned confidence
 
 
 def step_features(*, question: str, step_index: int, candidate: Candidate,
@@ -239,10 +242,26 @@ def train_verifier(items: Sequence[LabelledStep], *, heldout_share: float = 0.25
             per_step[f"{index}:{name}"] = agreement([labels[k] for k in idx], [probs[k] for k in idx])
     l2, choice = choose_l2(_turns(items), examples, fit_verifier, seed=seed)
     model = fit_verifier(examples, l2=l2)
+    model.extra["card_scale"] = card_scale(model, [rows[0][0] for _, rows in examples])
     model.extra["heldout"] = heldout
     model.extra["regularisation"] = choice
     return model, VerifierReport(len(train), len(held), heldout, per_step, model.weights(),
                                  list(held) if probs else [], probs, choice)
+
+
+def card_scale(model: LinearModel, kept: Sequence[Mapping[str, float]]) -> dict | None:
+    """A monotone map from the verifier's P(good) onto the untuned confidence (grounding score over
+    its top) that cards' transition thresholds are written in, matched quantile for quantile over
+    the kept steps the verifier was trained on.  A verifier that keeps the untuned ranking then
+    takes the untuned paths; one that ranks a step higher gives it a higher confidence."""
+    if len(kept) < CARD_SCALE_LEVELS:
+        return None
+    levels = np.linspace(0.0, 1.0, CARD_SCALE_LEVELS)
+    probs = np.quantile(model.predict_proba(kept), levels)
+    untuned = np.quantile([min(1.0, max(0.0, r.get(UNTUNED, 0.0) / GroundingScorer.score_max)) for r in kept],
+                          levels)
+    rising = np.concatenate([[True], np.diff(probs) > 1e-9])
+    return {"p": probs[rising].round(6).tolist(), "confidence": untuned[rising].round(6).tolist()}
 
 
 # ---------------------------------------------------------------- using it
@@ -264,6 +283,13 @@ class VerifierScorer:
 
     def score_many(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
         return self.model.predict_proba(rows).tolist()
+
+    def confidence(self, probability: float) -> float:
+        """A step's P(good) on the scale of cards' thresholds (`card_scale`; as is in older snapshots)."""
+        scale = self.model.extra.get("card_scale")
+        if not scale:
+            return min(1.0, max(0.0, float(probability)))
+        return float(np.interp(probability, scale["p"], scale["confidence"]))
 
     @staticmethod
     def uncertainty(probability: float) -> float:

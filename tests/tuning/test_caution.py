@@ -109,3 +109,25 @@ def test_reranker_keeps_the_retrievers_order_where_no_excerpt_was_reviewed():
     assert [e.id for e in unreviewed.rerank("word1", pool)] == [e.id for e in pool]
     reviewed = ExcerptReranker(model, {"b#2": (0, 2)})
     assert [e.id for e in reviewed.rerank("word1", pool)][0] == "b#5"
+
+
+def test_a_tuned_verifier_speaks_the_confidence_scale_of_card_thresholds():
+    # Holmes's "score_below: 0.91" is written on the untuned confidence (grounding score / its top);
+    # a verifier that keeps the untuned ranking gives the same confidences, so it takes the same paths
+    from app.bots.graph import confidence
+    from app.bots.grounding import GroundingScorer
+    from app.tuning.verifier import VerifierScorer, card_scale
+
+    _, examples = reviews(300, signal=False)
+    kept = [rows[0][0] for _, rows in examples]
+    model = fit_verifier(examples, l2=None)
+    raw = VerifierScorer(model)
+    assert confidence(0.42, raw) == 0.42                          # an older snapshot: P(good) as is
+    model.extra["card_scale"] = card_scale(model, kept)
+    tuned = VerifierScorer(model)
+    mapped = [confidence(float(model.predict_proba([r])[0]), tuned) for r in kept]
+    untuned = [confidence(r[UNTUNED], GroundingScorer()) for r in kept]
+    assert max(abs(a - b) for a, b in zip(mapped, untuned)) < 0.03
+    by_untuned = [mapped[i] for i in sorted(range(len(kept)), key=untuned.__getitem__)]
+    assert by_untuned == sorted(by_untuned)                        # the same order
+    assert card_scale(model, kept[:5]) is None                    # too few steps to match quantiles

@@ -105,6 +105,8 @@ def test_verifier_agrees_with_held_out_labels_and_scores_candidates():
         wins += s[target.id] > s[other.id]
     assert wins >= 35
     assert VerifierScorer.uncertainty(0.5) == 1.0 and VerifierScorer.uncertainty(1.0) == 0.0
+    scale = model.extra["card_scale"]              # the snapshot carries its map onto cards' thresholds
+    assert scale["p"] == sorted(scale["p"]) and len(scale["p"]) == len(scale["confidence"]) > 1
 
 
 def test_prelabel_only_when_the_lab_threshold_is_met():
