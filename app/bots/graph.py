@@ -42,13 +42,13 @@ class Outcome:
 
 
 def confidence(score: float, scorer: Any) -> float:
-    """The step's score on the 0..1 scale card thresholds are written in: a tuned verifier maps its
-    P(good) there itself (``scorer.confidence``); the grounding score is divided by its top."""
+    """The step's score on the 0..1 scale card thresholds are written in: the scorer maps it there
+    (``scorer.confidence``: the grounding score over its top, a tuned verifier's P(good) by its
+    `card_scale`); a scorer without that mapping scores on 0..1 already."""
     to_card = getattr(scorer, "confidence", None)
     if callable(to_card):
         return float(to_card(score))
-    top = float(getattr(scorer, "score_max", 1.0) or 1.0)
-    return max(0.0, min(1.0, float(score) / top))
+    return max(0.0, min(1.0, float(score)))
 
 
 def predicted_faults(step: Step) -> frozenset[str]:

@@ -136,3 +136,8 @@ class GroundingScorer:
               candidate: Candidate, excerpts: Sequence[Excerpt]) -> float:
         features = candidate.features or candidate_features(candidate, excerpts)
         return grounding_score(features)
+
+    @classmethod
+    def confidence(cls, score: float) -> float:
+        """The score on the 0..1 scale cards' transition thresholds are written in."""
+        return max(0.0, min(1.0, float(score) / cls.score_max))

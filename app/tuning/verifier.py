@@ -258,8 +258,7 @@ def card_scale(model: LinearModel, kept: Sequence[Mapping[str, float]]) -> dict 
         return None
     levels = np.linspace(0.0, 1.0, CARD_SCALE_LEVELS)
     probs = np.quantile(model.predict_proba(kept), levels)
-    untuned = np.quantile([min(1.0, max(0.0, r.get(UNTUNED, 0.0) / GroundingScorer.score_max)) for r in kept],
-                          levels)
+    untuned = np.quantile([GroundingScorer.confidence(r.get(UNTUNED, 0.0)) for r in kept], levels)
     rising = np.concatenate([[True], np.diff(probs) > 1e-9])
     return {"p": probs[rising].round(6).tolist(), "confidence": untuned[rising].round(6).tolist()}
 
