@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(
         default_factory=list, description='Browser origins besides the app\'s own that may call it, JSON: '
                                           '["https://bookbot.example.org"]; any other origin is refused (403).')
+    engine_processes: int | None = Field(
+        None, description="Processes that compute answers beside each chat server; 0 = worker threads inside "
+                          "it. Unset: 1 with a database server (PostgreSQL), 0 with SQLite (docs/operations.md).")
     token_lifetime_s: int = Field(8 * 3600, description="How long a sign-in lasts (seconds).")
     sign_in_account_failures: int = Field(5, description="Failed sign-ins for one name before it is paused.")
     sign_in_address_failures: int = Field(20, description="Failed sign-ins from one address before it is paused.")
@@ -84,6 +87,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'bookbot.db').resolve()}"
+
+    @property
+    def resolved_engine_processes(self) -> int:
+        if self.engine_processes is not None:
+            return max(0, self.engine_processes)
+        return 1 if self.shared_database else 0
 
     @property
     def shared_database(self) -> bool:

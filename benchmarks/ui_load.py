@@ -6,7 +6,9 @@ server, and `bookbot serve` instances with their own data dirs (the opening chap
 and Chroma server).  Simulated users speak Chainlit's own protocol (HTTP login +
 socket.io, tests/ui/chat_client.py); with two instances each user sticks to one of them,
 as behind a proxy with sticky sessions.  Each user signs in, opens a Sherlock Holmes chat
-and asks questions one after another (offline backend).
+and asks questions one after another (offline backend).  On PostgreSQL every instance
+answers in an engine process of its own (the setting's default; `--engine-processes 0`
+measures turns computed in the server's threads instead).
 
 Printed per (instances, concurrent chats): time to the first reasoning step and to the
 full answer (p50 / p95), failed answers, answers/s, and the machine's ceiling measured in
@@ -82,6 +84,23 @@ def _pg_backends(database: str) -> list[int]:
     return pids
 
 
+def _with_descendants(pids: set[int]) -> set[int]:
+    """`pids` and every process below them (an app server's engine processes)."""
+    parent_of = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent_of[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    found, grew = set(pids), True
+    while grew:
+        below = {pid for pid, parent in parent_of.items() if parent in found} - found
+        found |= below
+        grew = bool(below)
+    return found
+
+
 def _is_backend_of(pid: int, database: str) -> bool:
     try:
         return f" {database} " in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -96,13 +115,14 @@ def machine_times() -> tuple[int, int]:
 
 
 class CpuMeter:
-    """CPU seconds used by the servers (app instances, Chroma, this database's backends)."""
+    """CPU seconds used by the servers (app instances with their engine processes, Chroma, this
+    database's backends)."""
 
     def __init__(self, pids: list[int], database: str):
         self.pids, self.database = pids, database
 
     def read(self) -> dict[int, float]:
-        return {pid: _cpu(pid) for pid in {*self.pids, *_pg_backends(self.database)}}
+        return {pid: _cpu(pid) for pid in {*_with_descendants(set(self.pids)), *_pg_backends(self.database)}}
 
     @staticmethod
     def used(before: dict[int, float], after: dict[int, float]) -> float:
@@ -151,7 +171,7 @@ async def level(bases: list[str], n: int, questions: int, meter: CpuMeter) -> di
                                           ready, start)) for i in range(n)]
     for _ in range(n):                      # every user connected before the clock starts
         await ready.get()
-    whole = MachineMeter(meter.pids, lambda pid: _is_backend_of(pid, meter.database))
+    whole = MachineMeter(sorted(_with_descendants(set(meter.pids))), lambda pid: _is_backend_of(pid, meter.database))
     whole.start()
     cpu0, me0, load0, machine0 = meter.read(), time.process_time(), os.getloadavg()[0], machine_times()
     t0 = time.perf_counter()
@@ -226,6 +246,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=2, help="questions per user, asked in sequence")
     parser.add_argument("--editors", type=int, default=20)
     parser.add_argument("--reviews", type=int, default=10, help="review writes per editor")
+    parser.add_argument("--engine-processes", type=int, default=None,
+                        help="BOOKBOT_ENGINE_PROCESSES of every instance (default: the setting's own, 1 on "
+                             "PostgreSQL; 0: engine threads in the server)")
     parser.add_argument("--model-dir", type=Path,
                         default=Path.home() / ".cache" / "bookbot" / "models" / "all-MiniLM-L6-v2")
     parser.add_argument("--book", type=Path, default=ROOT.parent / "shared" / "books" / "study_in_scarlet_244.txt")
@@ -246,6 +269,7 @@ def main() -> None:
             t = time.perf_counter()
             settings = [prepare_data(tmp / f"i{n}", args.model_dir, args.book if n == 0 else None, users,
                                      database_url=url, chroma_url=chroma_url) for n in range(max(args.instances))]
+            settings = [s.model_copy(update={"engine_processes": args.engine_processes}) for s in settings]
             print(f"shared data ready in {time.perf_counter() - t:.1f}s (book opening imported once, "
                   f"{len(users)} users); {os.cpu_count()} cores")
             for n, s in enumerate(settings):

@@ -62,11 +62,15 @@ def _data_layer() -> Any:
 
 @cl.on_app_startup
 async def _warm_up() -> None:
-    """Open the library (index, embedder) while the server starts, not on the first question."""
+    """Open the library (index, embedder) and start the engine processes while the server starts,
+    not on the first question."""
     from app.review.accounts import warm_up
 
     services = get_services()
     await asyncio.to_thread(warm_up)          # the first sign-in costs what every other one does
+    processes = services.engine_processes()
+    if processes is not None:
+        await asyncio.to_thread(processes.start)
     try:
         await asyncio.to_thread(services.library)
     except Exception as exc:  # the chat still starts; the first question will report the problem

@@ -23,6 +23,7 @@ from app.bots import engine as ev
 from app.domain import STOP, Review, ReviewKind, Role, Step, Turn
 from app.ui import present
 from app.ui.ownership import OwnershipChecks
+from app.ui.services import TurnRequest
 
 CONTROLS_KEY = "review_controls"
 
@@ -132,7 +133,6 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
                       thread_id: str) -> Turn | None:
     """Run the engine for one question and show it as it streams; returns the finished turn."""
     role, reviewer = await viewer_role(services.store), current_name()
-    engine, snapshot_id = await asyncio.to_thread(services.engine_for, character.id)
     parent = cl.Step(name=f"{character.name}'s reasoning", type="run", default_open=True,
                      parent_id=_current_step_id())   # under the turn, so the answer follows it
     parent.metadata = {"bookbot_open": True}
@@ -142,9 +142,8 @@ async def stream_turn(services: Any, character: Any, question: str, history: lis
     answer: cl.Message | None = None      # created after the steps, so it is shown after them
     turn: Turn | None = None
     stopped = ""                          # why a procedure graph stopped early, if it did
-    run = engine.run(character, question, history, conversation_id=thread_id, user_id=reviewer,
-                     snapshot_id=snapshot_id)
-    async for event in services.runner().events(run):
+    request = TurnRequest(character, question, tuple(history), conversation_id=thread_id, user_id=reviewer)
+    async for event in services.turn_events(request):
         if isinstance(event, ev.StepStarted):
             step = open_steps.get(event.step_id)
             if step is None:

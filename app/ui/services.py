@@ -2,6 +2,7 @@
 
 Owns: wiring settings → character cards (hot reload), review store, LLM
 backend, book library, the engine runner (the worker threads that produce turns)
+or the engine processes (``BOOKBOT_ENGINE_PROCESSES``: the same, in child processes)
 and, per turn, an Engine with the character's active
 tuning snapshot (verifier scorer, re-ranking retriever, exemplars) when one
 exists — from the data dir's folders on one machine, from the shared database
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional
 
 from app.settings import Settings
 
@@ -29,9 +30,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.library.library import Library
     from app.review.store import ReviewStore
     from app.tuning.snapshots import LoadedSnapshot
+    from app.ui.engine_processes import EngineProcesses
     from app.ui.engine_runner import EngineRunner
 
 log = logging.getLogger("bookbot.ui")
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """One question for the engine: what a chat server hands to a worker thread or an engine process."""
+    character: Any                      # domain.Character
+    question: str
+    history: tuple[tuple[str, str], ...] = ()
+    conversation_id: str = ""
+    user_id: Optional[str] = None
 
 
 @dataclass
@@ -44,6 +56,7 @@ class Services:
     _library: Optional["Library"] = None
     _vectors: Optional["SentenceVectors"] = None
     _runner: Optional["EngineRunner"] = None
+    _processes: Optional["EngineProcesses"] = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -91,6 +104,32 @@ class Services:
 
                 self._runner = EngineRunner()
             return self._runner
+
+    def engine_processes(self) -> Optional["EngineProcesses"]:
+        """The engine processes of ``BOOKBOT_ENGINE_PROCESSES`` (None when turns run in threads here)."""
+        if self.settings.resolved_engine_processes <= 0:
+            return None
+        with self._lock:
+            if self._processes is None:
+                from app.ui.engine_processes import EngineProcesses
+
+                self._processes = EngineProcesses(self.settings, self.settings.resolved_engine_processes)
+            return self._processes
+
+    def turn_events(self, request: TurnRequest) -> AsyncIterator[Any]:
+        """A turn's events on the event loop, computed in an engine process or a worker thread."""
+        processes = self.engine_processes()
+        if processes is not None:
+            return processes.events(request)
+        return self.runner().events(self.run_turn(request))
+
+    def run_turn(self, request: TurnRequest) -> Iterator[Any]:
+        """The engine's events for one question, with the character's active snapshot (set up lazily,
+        on the worker that takes the turn's first step)."""
+        engine, snapshot_id = self.engine_for(request.character.id)
+        yield from engine.run(request.character, request.question, list(request.history),
+                              conversation_id=request.conversation_id, user_id=request.user_id,
+                              snapshot_id=snapshot_id)
 
     def engine_for(self, character_id: str) -> tuple["Engine", str | None]:
         """An Engine for one character (its active tuning snapshot applied) and the snapshot id."""

@@ -46,6 +46,8 @@ def server_env(settings) -> dict[str, str]:
         env["BOOKBOT_DATABASE_URL"] = settings.database_url
     if settings.chroma_url:
         env["BOOKBOT_CHROMA_URL"] = settings.chroma_url
+    if settings.engine_processes is not None:
+        env["BOOKBOT_ENGINE_PROCESSES"] = str(settings.engine_processes)
     env.pop("DATABASE_URL", None)
     env.pop("OPENAI_API_KEY", None)
     return env
@@ -81,6 +83,21 @@ def start_chroma(path: Path, log_path: Path, timeout: float = 60) -> tuple[subpr
     """A real ``chroma run`` server on a free loopback port, answering its heartbeat."""
     argv = ["chroma", "run", "--path", str(path), "--host", "127.0.0.1", "--port", "{port}"]
     return _start("chroma", argv, log_path, "/api/v2/heartbeat", timeout)
+
+
+def engine_children(pid: int) -> list[int]:
+    """The engine processes (multiprocessing spawn children) of a running server."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if ppid == pid and "multiprocessing" in cmdline and "spawn_main" in cmdline:
+                found.append(int(entry.name))
+    return found
 
 
 def stop_server(proc: subprocess.Popen) -> None:

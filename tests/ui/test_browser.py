@@ -49,7 +49,19 @@ def ask(page, text: str) -> None:
     """Type and send as a person does: Enter once the send button is enabled, i.e. the composer holds
     the text and no answer is running (before that, Enter sends nothing: a busy machine showed it)."""
     page.fill("#chat-input", text)
-    expect(page.locator("#chat-submit")).to_be_enabled(timeout=90_000)
+    try:
+        expect(page.locator("#chat-submit")).to_be_enabled(timeout=45_000)
+    except AssertionError:
+        # Seen twice on this machine (1 Dec 2026): after a refused message the composer holds the text but
+        # Chainlit's client still counts a task as running (no stop button, send disabled) although the
+        # server answered.  A person reloads the page; so does the test, and keeps the evidence.
+        page.screenshot(path=str(ARTIFACTS / "stuck_composer.png"))
+        print(f"composer stuck: stop button shown={page.locator('#stop-button').count()}, "
+              f"input={page.locator('#chat-input').input_value()[:40]!r}; reloading")
+        page.reload()
+        page.wait_for_selector("#chat-input", timeout=30_000)
+        page.fill("#chat-input", text)
+        expect(page.locator("#chat-submit")).to_be_enabled(timeout=45_000)
     page.keyboard.press("Enter")
 
 

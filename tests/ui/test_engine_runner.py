@@ -74,11 +74,11 @@ def test_a_new_turn_goes_ahead_of_turns_already_streaming() -> None:
         tasks = [asyncio.create_task(consume(runner, streaming("a", hold=True)))]
         tasks += [asyncio.create_task(consume(runner, streaming(name))) for name in "bc"]
         deadline = time.monotonic() + 10
-        while len(runner._queue) < 2 or advanced:      # a's next event holds the worker, b's and c's wait
+        while len(runner.pool._queue) < 2 or advanced:      # a's next event holds the worker, b's and c's wait
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
         tasks.append(asyncio.create_task(consume(runner, new_turn())))
-        while len(runner._queue) < 3:
+        while len(runner.pool._queue) < 3:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
         gate.set()

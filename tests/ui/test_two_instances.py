@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from chat_client import ChatClient
-from server_harness import (ROOT, book_opening, prepare_data, server_env, start_chroma, start_server,
-                            stop_server)
+from server_harness import (ROOT, book_opening, engine_children, prepare_data, server_env, start_chroma,
+                            start_server, stop_server)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 PROFILE = "Sherlock Holmes"
@@ -96,6 +96,8 @@ def test_two_instances_share_catalog_reviews_sign_in_and_snapshots(pg_url, tmp_p
         procs.append(proc_a)
         proc_b, url_b = start_server(b, tmp_path / "b.log")
         procs.append(proc_b)
+        for proc in procs:        # on PostgreSQL each instance answers in an engine process of its own
+            assert len(engine_children(proc.pid)) == 1
 
         # 1. a book added with A's CLI is found by a question asked on B (B started with no books)
         book = tmp_path / "pg244.txt"
