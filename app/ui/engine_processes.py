@@ -75,16 +75,11 @@ class EngineProcesses:
 
     async def events(self, request: Any) -> AsyncIterator[Any]:
         """The events of one turn, as the child produces them."""
-        self.start()
         loop, inbox = asyncio.get_running_loop(), asyncio.Queue()
-        with self._lock:
-            child = min(self._children, key=lambda c: len(c.jobs))
-            job = next(self._ids)
-            child.jobs.add(job)
-            self._jobs[job] = (loop, inbox, child)
+        job, child = next(self._ids), None
         finished = False
         try:
-            child.send(("turn", job, request))
+            child = self._send_turn(job, request, loop, inbox)
             while True:
                 kind, payload = await inbox.get()
                 if kind == "end":
@@ -97,12 +92,30 @@ class EngineProcesses:
         finally:
             with self._lock:
                 self._jobs.pop(job, None)
+            if child is not None:
                 child.jobs.discard(job)
-            if not finished and child.alive:
-                try:
-                    child.send(("cancel", job, None))
-                except OSError:
-                    pass
+                if not finished and child.alive:
+                    try:
+                        child.send(("cancel", job, None))
+                    except OSError:
+                        pass
+
+    def _send_turn(self, job: int, request: Any, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue) -> _Child:
+        """Hand the turn to the least busy child; a child whose pipe is broken is replaced once."""
+        for _ in range(2):
+            self.start()
+            with self._lock:
+                child = min(self._children, key=lambda c: len(c.jobs))
+                child.jobs.add(job)
+                self._jobs[job] = (loop, inbox, child)
+            try:
+                child.send(("turn", job, request))
+                return child
+            except OSError:
+                child.alive = False
+                child.jobs.discard(job)
+        raise EngineProcessError("no engine process could take the question; ask again, and if this "
+                                 "persists, look at the server log")
 
     def _spawn(self) -> _Child:
         context = multiprocessing.get_context("spawn")
@@ -123,6 +136,7 @@ class EngineProcesses:
                 break
             self._hand_over(job, kind, payload)
         child.alive = False
+        child.conn.close()
         child.process.join(1)
         error = EngineProcessError(f"the engine process stopped (exit code {child.process.exitcode}); "
                                    "ask again: the next question starts a new one")

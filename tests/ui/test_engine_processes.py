@@ -102,6 +102,11 @@ def test_a_child_that_dies_fails_its_turn_plainly_and_the_next_question_gets_a_n
         events = run_fresh(lambda: _turn(processes, TurnRequest(holmes, QUESTION)))
         assert type(events[-1]).__name__ == "TurnDone"
         assert len([c for c in processes._children if c.alive]) == 1
+        broken = processes._children[0]
+        broken.conn.close()                          # a pipe that breaks between two questions
+        events = run_fresh(lambda: _turn(processes, TurnRequest(holmes, QUESTION)))
+        assert type(events[-1]).__name__ == "TurnDone"
+        assert not broken.alive and processes._children[0] is not broken
     finally:
         processes.stop()
         services.store.close()
