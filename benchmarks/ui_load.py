@@ -171,7 +171,8 @@ async def level(bases: list[str], n: int, questions: int, meter: CpuMeter) -> di
                                           ready, start)) for i in range(n)]
     for _ in range(n):                      # every user connected before the clock starts
         await ready.get()
-    whole = MachineMeter(sorted(_with_descendants(set(meter.pids))), lambda pid: _is_backend_of(pid, meter.database))
+    servers = sorted(_with_descendants(set(meter.pids)))        # app servers with their engine processes
+    whole = MachineMeter(servers, lambda pid: _is_backend_of(pid, meter.database))
     whole.start()
     cpu0, me0, load0, machine0 = meter.read(), time.process_time(), os.getloadavg()[0], machine_times()
     t0 = time.perf_counter()

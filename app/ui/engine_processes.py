@@ -43,6 +43,7 @@ class _Child:
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     jobs: set[int] = field(default_factory=set)
     alive: bool = True
+    stopping: bool = False            # stopped on purpose: no warning when its pipe closes
 
     def send(self, message: tuple) -> None:
         with self.send_lock:
@@ -68,6 +69,7 @@ class EngineProcesses:
         with self._lock:
             children, self._children = self._children, []
         for child in children:
+            child.stopping = True
             child.conn.close()
             child.process.join(5)
             if child.process.is_alive():
@@ -138,13 +140,16 @@ class EngineProcesses:
         child.alive = False
         child.conn.close()
         child.process.join(1)
-        error = EngineProcessError(f"the engine process stopped (exit code {child.process.exitcode}); "
-                                   "ask again: the next question starts a new one")
+        code = child.process.exitcode
+        why = "its pipe broke" if code is None else f"exit code {code}"
+        error = EngineProcessError(f"the engine process stopped ({why}); ask again: the next question "
+                                   "starts a new one")
         with self._lock:
             pending = [job for job, (_, _, owner) in self._jobs.items() if owner is child]
         for job in pending:
             self._hand_over(job, "error", error)
-        log.warning("%s", error)
+        if not child.stopping:
+            log.warning("%s", error)
 
     def _hand_over(self, job: int, kind: str, payload: Any) -> None:
         entry = self._jobs.get(job)
@@ -172,10 +177,9 @@ def serve_turns(settings: Any, conn: Any, workers: int | None = None) -> None:
 
     def advance(job: int, turn: Any, priority: int) -> None:
         def deliver(outcome: Any, failed: bool) -> None:
-            if failed:
-                outbox.put((job, "error", _portable(outcome)))
-            elif outcome is END:
-                outbox.put((job, "end", None))
+            if failed or outcome is END:
+                cancelled.discard(job)
+                outbox.put((job, "error", _portable(outcome)) if failed else (job, "end", None))
             else:
                 outbox.put((job, "event", outcome))
                 advance(job, turn, next_priority(priority, outcome))
@@ -201,11 +205,14 @@ def serve_turns(settings: Any, conn: Any, workers: int | None = None) -> None:
 
 def _send_all(conn: Any, outbox: queue.SimpleQueue) -> None:
     while True:
-        message = outbox.get()
+        job, kind, payload = outbox.get()
         try:
-            conn.send(message)
-        except (OSError, ValueError):
+            conn.send((job, kind, payload))
+        except (OSError, ValueError):      # the chat server went away
             return
+        except Exception as exc:  # noqa: BLE001 - pickling fails before a byte is written
+            conn.send((job, "error", RuntimeError(f"this turn's {type(payload).__name__} could not be "
+                                                  f"sent to the chat server: {exc}")))
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -110,3 +110,21 @@ def test_a_child_that_dies_fails_its_turn_plainly_and_the_next_question_gets_a_n
     finally:
         processes.stop()
         services.store.close()
+
+
+def test_an_event_that_cannot_cross_the_pipe_ends_its_turn_with_a_plain_error():
+    import multiprocessing
+    import queue
+    import threading
+
+    from app.ui.engine_processes import _send_all
+
+    ours, theirs = multiprocessing.Pipe()
+    outbox = queue.SimpleQueue()
+    threading.Thread(target=_send_all, args=(theirs, outbox), daemon=True).start()
+    outbox.put((7, "event", lambda: None))          # a function does not pickle
+    outbox.put((8, "end", None))
+    assert ours.poll(10)
+    job, kind, payload = ours.recv()
+    assert (job, kind) == (7, "error") and "could not be sent to the chat server" in str(payload)
+    assert ours.recv() == (8, "end", None)          # the sender keeps going for the other turns
