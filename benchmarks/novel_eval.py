@@ -32,12 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 def score(qa, turn, evidence: frozenset[str]) -> dict[str, float]:
     from app.bots.backends.extractive import conclusion
-    from app.tuning.fairytaleqa import cited_ids
+    from app.tuning.fairytaleqa import turn_cited_ids
     from app.tuning.text import rouge_l
 
-    ranked: list[str] = []
-    for step in turn.steps:
-        ranked += [e for e in cited_ids(step) if e not in ranked]
+    ranked = turn_cited_ids(turn)
     final = conclusion(turn.question, turn.steps)
     return {"R@1": float(bool(set(ranked[:1]) & evidence)), "R@3": float(bool(set(ranked[:3]) & evidence)),
             "answer in conclusion": float(any(a.lower() in final.lower() for a in qa.answers)),

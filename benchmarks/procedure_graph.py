@@ -57,12 +57,10 @@ def as_list(procedure: tuple[ProcedureStep, ...]) -> tuple[ProcedureStep, ...]:
 
 def turn_scores(turn, first_ms: float, evidence: frozenset[str], answers) -> dict[str, float]:
     from app.bots.backends.extractive import concluded_from, conclusion
-    from app.tuning.fairytaleqa import cited_ids
+    from app.tuning.fairytaleqa import turn_cited_ids
     from app.tuning.text import rouge_l
 
-    ranked: list[str] = []
-    for step in turn.steps:
-        ranked += [e for e in cited_ids(step) if e not in ranked]
+    ranked = turn_cited_ids(turn)
     final = conclusion(turn.question, turn.steps)
     concluded = {concluded_from(turn.steps)}
     return {"R@1": float(bool(set(ranked[:1]) & evidence)), "R@3": float(bool(set(ranked[:3]) & evidence)),

@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from chat_client import ChatClient  # noqa: E402
 from machine_meter import MachineMeter  # noqa: E402
-from server_harness import prepare_data, start_chroma, start_server, stop_server  # noqa: E402
+from server_harness import (prepare_data, process_parents, start_chroma, start_server,  # noqa: E402
+                            stop_server)
 
 QUESTIONS = ["How did you know Watson had been in Afghanistan?",
              "What is the science of deduction?",
@@ -86,13 +87,7 @@ def _pg_backends(database: str) -> list[int]:
 
 def _with_descendants(pids: set[int]) -> set[int]:
     """`pids` and every process below them (an app server's engine processes)."""
-    parent_of = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent_of[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
+    parent_of = process_parents()
     found, grew = set(pids), True
     while grew:
         below = {pid for pid, parent in parent_of.items() if parent in found} - found

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from app.domain import Retriever, ReviewSource, Turn
-from app.tuning.fairytaleqa import QA, SimulatedEditor, StoryData, cited_ids, storyteller
+from app.tuning.fairytaleqa import QA, SimulatedEditor, StoryData, cited_ids, storyteller, turn_cited_ids
 from app.tuning.labels import LabelledStep
 from app.tuning.text import rouge_l, token_f1
 from app.tuning.tune import TrainedParts, train_parts
@@ -100,11 +100,7 @@ def answer_all(questions: Sequence[tuple[StoryData, QA]], indexes: Indexes, *,
 def question_scores(qa: QA, turn: Turn) -> dict[str, float]:
     from app.bots.backends.extractive import conclusion
 
-    ranked: list[str] = []
-    for step in turn.steps:
-        for eid in cited_ids(step):
-            if eid not in ranked:
-                ranked.append(eid)
+    ranked = turn_cited_ids(turn)
     final = conclusion(turn.question, turn.steps)
     first = turn.steps[0] if turn.steps else None
     pool = {c.excerpt_id for cand in (first.candidates if first else []) for c in cand.citations if c.valid}

@@ -125,6 +125,14 @@ def cited_ids(step: Step) -> list[str]:
     return out
 
 
+def turn_cited_ids(turn: Turn) -> list[str]:
+    """Distinct excerpt ids the turn's steps cite, in the order they were first cited (R@k reads these)."""
+    out: list[str] = []
+    for step in turn.steps:
+        out += [eid for eid in cited_ids(step) if eid not in out]
+    return out
+
+
 class SimulatedEditor:
     """Rates each step of a turn against the gold evidence sections.
 

@@ -41,7 +41,6 @@ class _Child:
     process: Any
     conn: Any
     send_lock: threading.Lock = field(default_factory=threading.Lock)
-    jobs: set[int] = field(default_factory=set)
     alive: bool = True
     stopping: bool = False            # stopped on purpose: no warning when its pipe closes
 
@@ -94,30 +93,29 @@ class EngineProcesses:
         finally:
             with self._lock:
                 self._jobs.pop(job, None)
-            if child is not None:
-                child.jobs.discard(job)
-                if not finished and child.alive:
-                    try:
-                        child.send(("cancel", job, None))
-                    except OSError:
-                        pass
+            if child is not None and not finished and child.alive:
+                try:
+                    child.send(("cancel", job, None))
+                except OSError:
+                    pass
 
     def _send_turn(self, job: int, request: Any, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue) -> _Child:
         """Hand the turn to the least busy child; a child whose pipe is broken is replaced once."""
         for _ in range(2):
             self.start()
             with self._lock:
-                child = min(self._children, key=lambda c: len(c.jobs))
-                child.jobs.add(job)
+                child = min(self._children, key=lambda c: len(self._jobs_of(c)))
                 self._jobs[job] = (loop, inbox, child)
             try:
                 child.send(("turn", job, request))
                 return child
             except OSError:
                 child.alive = False
-                child.jobs.discard(job)
         raise EngineProcessError("no engine process could take the question; ask again, and if this "
                                  "persists, look at the server log")
+
+    def _jobs_of(self, child: _Child) -> list[int]:
+        return [job for job, (_, _, owner) in self._jobs.items() if owner is child]
 
     def _spawn(self) -> _Child:
         context = multiprocessing.get_context("spawn")
@@ -145,7 +143,7 @@ class EngineProcesses:
         error = EngineProcessError(f"the engine process stopped ({why}); ask again: the next question "
                                    "starts a new one")
         with self._lock:
-            pending = [job for job, (_, _, owner) in self._jobs.items() if owner is child]
+            pending = self._jobs_of(child)
         for job in pending:
             self._hand_over(job, "error", error)
         if not child.stopping:

@@ -85,7 +85,6 @@ class EngineRunner:
 
     def __init__(self, workers: int | None = None) -> None:
         self.pool = TurnPool(workers)
-        self.workers = self.pool.workers
 
     async def events(self, iterator: Iterator[Any]) -> AsyncIterator[Any]:
         """The events of `iterator` (an engine run), each produced on a worker thread."""

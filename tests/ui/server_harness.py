@@ -85,18 +85,28 @@ def start_chroma(path: Path, log_path: Path, timeout: float = 60) -> tuple[subpr
     return _start("chroma", argv, log_path, "/api/v2/heartbeat", timeout)
 
 
-def engine_children(pid: int) -> list[int]:
-    """The engine processes (multiprocessing spawn children) of a running server."""
-    found = []
+def process_parents() -> dict[int, int]:
+    """Every running process's parent (pid -> ppid, from /proc)."""
+    parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except OSError:
-                continue
-            if ppid == pid and "multiprocessing" in cmdline and "spawn_main" in cmdline:
-                found.append(int(entry.name))
+                pass
+    return parents
+
+
+def engine_children(pid: int) -> list[int]:
+    """The engine processes (multiprocessing spawn children) of a running server."""
+    found = []
+    for child, parent in process_parents().items():
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if parent == pid and "multiprocessing" in cmdline and "spawn_main" in cmdline:
+            found.append(child)
     return found
 
 
