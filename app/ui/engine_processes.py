@@ -136,7 +136,10 @@ class EngineProcesses:
                 break
             self._hand_over(job, kind, payload)
         child.alive = False
-        child.conn.close()
+        try:
+            child.conn.close()
+        except OSError:                   # closed already, by stop() or a broken-pipe send
+            pass
         child.process.join(1)
         code = child.process.exitcode
         why = "its pipe broke" if code is None else f"exit code {code}"
