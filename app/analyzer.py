@@ -6,8 +6,11 @@ quotes and the features tuning learns from are the same at index, answer and
 training time:
 
 - ``terms(text)``: index terms.  English (and other Latin-script text):
-  lower-cased words, English stop words and question words removed,
-  Snowball-stemmed (PyStemmer).  Korean: Kiwi morphemes, keeping content
+  lower-cased words, English stop words and question words removed, irregular
+  verb forms put in their base form (lemminflect: "knew" → "know", "hid" →
+  "hide", so "How did he know?" meets "he knew"), Snowball-stemmed (PyStemmer).
+  ``ANALYZER_VERSION`` names this behaviour: a library whose stored terms were
+  made by another version re-analyses them on open.  Korean: Kiwi morphemes, keeping content
   morphemes (nouns, verb/adjective stems, roots, adverbs, numbers, foreign
   words) so "인력거를" and "인력거꾼" both meet "인력거".
 - ``words(text)``: lower-cased word tokens, nothing removed.
@@ -16,7 +19,7 @@ training time:
 - ``normalize(text)``: the form quotes are matched in (case, quote marks,
   dashes, whitespace unified).
 
-Kiwi and the stemmer are loaded on first use, never at import time.
+Kiwi, the stemmer and the lemma tables are loaded on first use, never at import time.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ import re
 import unicodedata
 from functools import lru_cache
 from typing import Sequence
+
+# Bump when terms() changes what it returns.  1: stems; 2: irregular verbs in their base form first
+# (FairytaleQA train, 2,251 / 2,114 questions: retriever R@1 +1.1 / +0.4 points, engine +1.1 / +0.8)
+ANALYZER_VERSION = 2
 
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 _HANGUL_RE = re.compile(r"[\uac00-\ud7a3]")
@@ -41,6 +48,24 @@ def _stemmer():
     import Stemmer
 
     return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _lemmas():
+    import lemminflect
+
+    return lemminflect
+
+
+@lru_cache(maxsize=131072)
+def _base_form(word: str) -> str:
+    """A verb form's base form ("knew" → "know", "walked" → "walk"); other words as they are."""
+    verbs = _lemmas().getAllLemmas(word).get("VERB")
+    return verbs[0] if verbs else word
+
+
+def _stems(words: Sequence[str]) -> list[str]:
+    return _stemmer().stemWords([_base_form(w) for w in words])
 
 
 @lru_cache(maxsize=1)
@@ -71,11 +96,11 @@ def _analyze(text: str) -> tuple[str, ...]:
                 if token.tag == "SL":
                     if form in stop:
                         continue
-                    form = _stemmer().stemWord(form)
+                    form = _stems([form])[0]
                 out.append(form)
         return tuple(out)
     stop = stopwords()
-    return tuple(_stemmer().stemWords([w for w in _WORD_RE.findall(text.lower()) if w not in stop]))
+    return tuple(_stems([w for w in _WORD_RE.findall(text.lower()) if w not in stop]))
 
 
 @lru_cache(maxsize=32768)

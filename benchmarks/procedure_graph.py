@@ -62,7 +62,7 @@ def turn_scores(turn, first_ms: float, evidence: frozenset[str], answers) -> dic
 
     ranked = turn_cited_ids(turn)
     final = conclusion(turn.question, turn.steps)
-    concluded = {concluded_from(turn.steps)}
+    concluded = {concluded_from(turn.question, turn.steps)}
     return {"R@1": float(bool(set(ranked[:1]) & evidence)), "R@3": float(bool(set(ranked[:3]) & evidence)),
             "answer R@1": float(bool(concluded & evidence)),
             "ROUGE-L": max((rouge_l(final, a) for a in answers), default=0.0),

@@ -8,7 +8,9 @@ that every app instance on one PostgreSQL reads the same books.  Chroma and
 BM25 are derived from it: after a crash between steps they are reconciled
 against the catalog on open.  A book replace is one transaction that also
 bumps ``generation``; an instance that sees a generation other than its own
-rebuilds its BM25 cache from the rows.
+rebuilds its BM25 cache from the rows.  The stored terms carry the version of
+the analyzer that made them (``meta`` key ``analyzer``); ``reanalyze`` brings
+them up to date in one transaction.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import (Column, Engine, Index, Integer, MetaData, String, Table, Text, delete, insert,
-                        select, update)
+from sqlalchemy import (Column, Engine, Index, Integer, MetaData, String, Table, Text, bindparam, delete,
+                        insert, select, update)
 from sqlalchemy.exc import IntegrityError
 
+from app.analyzer import ANALYZER_VERSION
 from app.domain import BookMeta, Excerpt, Location
 
 TERM_SEP = "\x1f"
+ANALYZER_KEY = "analyzer"
 _BOOK_COLS = ("id", "title", "author", "language", "source", "licence", "sha256")
 
 
@@ -72,12 +76,13 @@ class Catalog:
         self._owns_engine = owns_engine
         with engine.connect() as conn:
             known = conn.scalar(select(tables.meta.c.value).where(tables.meta.c.key == "generation"))
-        if known is None:
-            try:
-                with engine.begin() as conn:
-                    conn.execute(insert(tables.meta).values(key="generation", value="0"))
-            except IntegrityError:      # another process created it first
-                pass
+        if known is None:               # a new catalog: its terms will be made by this analyzer
+            for key, value in (("generation", "0"), (ANALYZER_KEY, str(ANALYZER_VERSION))):
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(insert(tables.meta).values(key=key, value=value))
+                except IntegrityError:  # another process created it first
+                    pass
 
     @classmethod
     def local(cls, path: Path) -> "Catalog":
@@ -99,6 +104,13 @@ class Catalog:
         with self.engine.connect() as conn:
             value = conn.scalar(select(self.t.meta.c.value).where(self.t.meta.c.key == "generation"))
         return int(value) if value else 0
+
+    @property
+    def analyzer_version(self) -> int:
+        """The analyzer version the stored terms were made with (1: from before versions were kept)."""
+        with self.engine.connect() as conn:
+            value = conn.scalar(select(self.t.meta.c.value).where(self.t.meta.c.key == ANALYZER_KEY))
+        return int(value) if value else 1
 
     def _book_rows(self, where=None) -> list[BookMeta]:
         q = select(*(self.t.books.c[c] for c in _BOOK_COLS)).order_by(self.t.books.c.id)
@@ -179,6 +191,27 @@ class Catalog:
             for batch in iter_batches(list(excerpts), 2000):
                 conn.execute(insert(self.t.excerpts), list(batch))
         return gen
+
+    def reanalyze(self, analyze: Callable[[Sequence[str]], list[list[str]]], version: int) -> int | None:
+        """Every excerpt's terms made again by ``analyze``, recorded as ``version``: one transaction
+        that bumps the generation (every instance then rebuilds its BM25).  Returns the number of
+        excerpts, or None when another process had already done it (it waited on the lock)."""
+        e, m = self.t.excerpts.c, self.t.meta.c
+        with self.engine.connect() as conn, conn.begin() as tx:
+            self._bump(conn)
+            if conn.scalar(select(m.value).where(m.key == ANALYZER_KEY)) == str(version):
+                tx.rollback()
+                return None
+            rows = conn.execute(select(e.id, e.text)).all()
+            terms = analyze([text for _, text in rows])
+            change = update(self.t.excerpts).where(e.id == bindparam("b_id")).values(terms=bindparam("b_terms"))
+            for batch in iter_batches([{"b_id": i, "b_terms": TERM_SEP.join(t)}
+                                       for (i, _), t in zip(rows, terms)], 2000):
+                conn.execute(change, list(batch))
+            if not conn.execute(update(self.t.meta).where(m.key == ANALYZER_KEY)
+                                .values(value=str(version))).rowcount:
+                conn.execute(insert(self.t.meta).values(key=ANALYZER_KEY, value=str(version)))
+        return len(rows)
 
     def _bump(self, conn) -> int:
         """generation + 1, holding the row lock until commit (concurrent writers queue here)."""

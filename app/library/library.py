@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from app.analyzer import ANALYZER_VERSION
 from app.domain import BookMeta, Excerpt
 from app.library.bm25 import BM25Index, analyze_many
 from app.library.catalog import Catalog
@@ -122,6 +123,12 @@ class Library:
         return self.root / "bm25" / f"gen-{generation}"
 
     def _load_state(self) -> None:
+        if self.catalog.analyzer_version != ANALYZER_VERSION:
+            started = time.perf_counter()
+            count = self.catalog.reanalyze(analyze_many, ANALYZER_VERSION)
+            if count is not None:
+                log.info("library: the words of %d excerpts re-analysed for text analyzer version %d in %.1f s",
+                         count, ANALYZER_VERSION, time.perf_counter() - started)
         self.generation = self.catalog.generation
         excerpts, terms = self.catalog.all_excerpts()
         self._excerpts = {e.id: e for e in excerpts}

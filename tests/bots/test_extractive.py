@@ -62,7 +62,7 @@ def _concluded(holmes, texts: list[str], question: str):
     turn = Engine(FakeRetriever(story), ExtractiveBackend(), candidates=len(story)).answer(teller, question)
     final = conclusion(turn.question, turn.steps)
     assert quote_in_text(final, texts[0]) and f"\u201c{final}\u201d" in turn.answer     # still verbatim
-    assert concluded_from(turn.steps) == "t#1"                  # the passage it quotes, for evaluations
+    assert concluded_from(turn.question, turn.steps) == "t#1"                  # the passage it quotes, for evaluations
     return turn, final
 
 
@@ -148,3 +148,34 @@ def test_a_wrapped_line_does_not_end_a_sentence():
     lines = "The owl looked up to the stars above.\nAnd sang to a small guitar!\nO lovely Pussy"
     assert split_sentences(lines) == ["The owl looked up to the stars above.", "And sang to a small guitar!",
                                       "O lovely Pussy"]
+
+
+def test_conclusion_compares_every_steps_quote_in_one_pool(holmes):
+    # A step's own relevance is relative to its own excerpts: a later step whose passages are all
+    # weak still has a "best" sentence, which can outscore the first step's.  The conclusion scores
+    # every step's quote against the question in one pool, so the quote that answers wins.
+    from app.bots.backends.extractive import concluded_from, conclusion
+    from app.domain import Candidate, Citation, Step
+
+    question = "Why did the miller hide the golden key?"
+    first = [make_excerpt("m1", "The miller put the golden key under the mill stone, because he feared the king."),
+             make_excerpt("m2", "The miller ground corn all day long."),
+             make_excerpt("m3", "The mill stood by the river.")]
+    later = [make_excerpt("g1", "The golden sun rose over the hills."),
+             make_excerpt("g2", "The hills were green in spring."),
+             make_excerpt("g3", "Birds sang in the hills at dawn.")]
+
+    def step(index: int, excerpts, own_relevance: float) -> Step:
+        quote = excerpts[0].text
+        citation = Citation(excerpt_id=excerpts[0].id, quote=quote)
+        candidate = Candidate(quote, [citation], chosen=True,
+                              features={"ev_relevance": own_relevance, "ev_cos_q": 0.4})
+        return Step(f"s{index}", "t", index, f"Step {index}", quote, [citation], excerpts, [candidate],
+                    grounded=True)
+
+    steps = [step(0, first, 1.2), step(1, later, 1.8)]      # the later step looked best in its own pool
+    assert conclusion(question, steps).startswith("The miller put the golden key under the mill stone")
+    assert concluded_from(question, steps) == "m1"
+    answer = ExtractiveBackend().compose_answer(replace(holmes, templates={}), question, steps)
+    assert answer.startswith("\u201cThe miller put the golden key")
+    assert "The golden sun rose" in answer                      # the other step's quote is still a point

@@ -196,3 +196,90 @@ def test_a_running_instance_sees_books_added_by_another_process(bm25_settings, s
     cli_side.remove("gutenberg-244")
     assert running.retriever().retrieve(QUESTION) == []
     assert [p.name for p in (running.root / "bm25").iterdir()] == [f"gen-{running.generation}"]
+
+
+def _old_terms(text: str) -> str:
+    """Terms as analyzer version 1 made them: stems, no base forms of irregular verbs."""
+    from app.analyzer import _WORD_RE, _stemmer, stopwords
+    from app.library.catalog import TERM_SEP
+
+    return TERM_SEP.join(_stemmer().stemWords([w for w in _WORD_RE.findall(text.lower()) if w not in stopwords()]))
+
+
+def _downgrade(catalog) -> None:
+    """Make a catalog look as a release before analyzer versions left it."""
+    from sqlalchemy import delete, select, update
+
+    t = catalog.t
+    with catalog.engine.begin() as conn:
+        for eid, text in conn.execute(select(t.excerpts.c.id, t.excerpts.c.text)).all():
+            conn.execute(update(t.excerpts).where(t.excerpts.c.id == eid).values(terms=_old_terms(text)))
+        conn.execute(delete(t.meta).where(t.meta.c.key == "analyzer"))
+
+
+def test_a_question_meets_the_irregular_verb_forms_of_the_book(bm25_settings, sample_book):
+    from app.analyzer import terms
+
+    assert "know" in terms("I knew you came from Afghanistan") and "come" in terms("I knew you came")
+    assert terms("Why did she hide the key?") == terms("She hid the key.") == ["hide", "key"]
+    lib = open_library(bm25_settings, warn=lambda m: None)
+    lib.add_file(sample_book)
+    knew = [e for e in lib.excerpts("gutenberg-244") if " knew " in e.text]
+    hits = lib.retriever().retrieve("Who knew about it, and who came?", top_k=50)
+    assert knew and {e.id for e in knew} & {h.id for h in hits}
+    assert all("know" in lib._terms[e.id] for e in knew)
+
+
+def test_a_library_from_before_the_analyzer_change_is_reanalysed_on_open(bm25_settings, sample_book):
+    from app.analyzer import ANALYZER_VERSION
+    from app.library.bm25 import analyze_many
+
+    lib = open_library(bm25_settings, warn=lambda m: None)
+    lib.add_file(sample_book)
+    knew = next(e for e in lib.excerpts("gutenberg-244") if " knew " in e.text)
+    _downgrade(lib.catalog)
+    generation = lib.catalog.generation
+    assert lib.catalog.analyzer_version == 1
+
+    reopened = open_library(bm25_settings, warn=lambda m: None)     # what the next start of the app does
+    assert reopened.catalog.analyzer_version == ANALYZER_VERSION
+    assert reopened.generation == generation + 1                    # every instance rebuilds its BM25
+    assert "know" in reopened._terms[knew.id]
+    position = reopened.bm25.ids.index(knew.id)
+    assert reopened.bm25.scores("know")[position] > 0
+    assert lib.refresh() and "know" in lib._terms[knew.id]          # a running instance picks it up
+    assert reopened.catalog.reanalyze(analyze_many, ANALYZER_VERSION) is None    # done once
+    assert reopened.catalog.generation == generation + 1
+
+
+def test_two_instances_on_postgresql_reanalyse_the_shared_catalog_once(pg_url):
+    import threading
+
+    from app.analyzer import ANALYZER_VERSION
+    from app.domain import BookMeta, Excerpt, Location
+    from app.library.bm25 import analyze_many
+    from app.library.catalog import SHARED_TABLES, Catalog
+    from app.review.db import make_engine
+
+    engine = make_engine(pg_url)
+    SHARED_TABLES.books.metadata.create_all(engine)
+    first, second = Catalog(engine), Catalog(make_engine(pg_url), owns_engine=True)
+    assert first.analyzer_version == ANALYZER_VERSION                # a new catalog is current
+    texts = ["I knew you came from Afghanistan.", "She hid the key under the stone."]
+    excerpts = [Excerpt(f"b#{n}", "b", text, Location("b", 1, "One", n, n)) for n, text in enumerate(texts)]
+    first.replace_book(BookMeta("b", "B", "A", "en", "local", "PD", "0" * 64), excerpts,
+                       [analyze_many([t])[0] for t in texts], chapters=1, embedder="none")
+    _downgrade(first)
+    results: list[int | None] = []
+    threads = [threading.Thread(target=lambda c=c: results.append(c.reanalyze(analyze_many, ANALYZER_VERSION)))
+               for c in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results, key=str) == [2, None]                     # one did the work, the other waited
+    _, terms = second.all_excerpts()
+    assert ["know", "come", "afghanistan"] in terms and ["hide", "key", "under", "stone"] in terms
+    assert second.analyzer_version == ANALYZER_VERSION
+    second.close()
+    engine.dispose()

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 from app.bots.backends.base import AnswerRequest, AnswerText, Delta, Draft, Drafts, StepRequest, step_text
 from app.analyzer import normalize, split_sentences, terms
-from app.evidence import SentencePool, SentenceVectors
+from app.evidence import SentencePool, SentenceVectors, relevance
 from app.domain import Character, Citation, Excerpt, ProcedureStep
 
 DEFAULT_TEMPLATES = {
@@ -185,7 +185,7 @@ class ExtractiveBackend:
         if not cited:
             return _fill(_template(character, "no_evidence"), step=_no_step(character), question=question,
                          name=character.name)
-        best, final = _concluding(question, cited)
+        best, final = _concluding(question, steps, cited)
         excerpt = cited[best][2]
         points = [_fill(_template(character, "point"), quote=cit.quote, step=step.name,
                         book=ex.book_title or ex.book_id, chapter=_chapter(ex), location=ex.location.label(),
@@ -210,29 +210,22 @@ def _step_quotes(steps: Sequence) -> list[tuple[object, Citation, Excerpt]]:
     return out
 
 
-def _support(step) -> float:
-    """How well a step's chosen quote answers the question: its evidence relevance
-    (``app.evidence``), else its score."""
-    chosen = next((c for c in step.candidates if c.chosen), None)
-    features = (chosen.features if chosen is not None else None) or {}
-    return float(features.get("ev_relevance", step.score or 0.0))
-
-
 def conclusion(question: str, steps: Sequence) -> str:
     """The quote an offline answer concludes with (what evaluations compare with gold answers)."""
     cited = _step_quotes(steps)
-    return _concluding(question, cited)[1] if cited else ""
+    return _concluding(question, steps, cited)[1] if cited else ""
 
 
-def concluded_from(steps: Sequence) -> str | None:
+def concluded_from(question: str, steps: Sequence) -> str | None:
     """The id of the passage the offline answer's conclusion quotes (None when no step is grounded)."""
     cited = _step_quotes(steps)
-    return cited[_best_supported(cited)][2].id if cited else None
+    return cited[_best_supported(question, steps, cited)][2].id if cited else None
 
 
-def _concluding(question: str, cited: Sequence[tuple[object, Citation, Excerpt]]) -> tuple[int, str]:
+def _concluding(question: str, steps: Sequence,
+                cited: Sequence[tuple[object, Citation, Excerpt]]) -> tuple[int, str]:
     """(index of the best-supported quote, the conclusion built on it)."""
-    best = _best_supported(cited)
+    best = _best_supported(question, steps, cited)
     _, quoted, excerpt = cited[best]
     return best, _answering_part(question, _with_next_sentence(quoted.quote, excerpt))
 
@@ -269,8 +262,26 @@ def _with_next_sentence(quote: str, excerpt: Excerpt) -> str:
     return quote
 
 
-def _best_supported(cited: Sequence[tuple[object, Citation, Excerpt]]) -> int:
-    return max(range(len(cited)), key=lambda i: (_support(cited[i][0]), -i))
+def _best_supported(question: str, steps: Sequence, cited: Sequence[tuple[object, Citation, Excerpt]]) -> int:
+    """The quote that answers the question best, every step's quote scored in one pool.
+
+    A step's own relevance is relative to its own excerpts (idf, the pool's best retrieval
+    score), so a later step whose pool is weak can look better than the first; here all quotes
+    are scored against the question over the sentences of every excerpt the steps retrieved,
+    with the question–sentence cosine the engine stored for each (FairytaleQA train: the
+    concluded passage holds the evidence 0.5 points more often, ROUGE-L +0.001)."""
+    excerpts = list({e.id: e for step in steps for e in step.excerpts}.values())
+    pool = SentencePool(question, excerpts)
+
+    def support(step, cited_quote: Citation, excerpt: Excerpt) -> float:
+        features = pool.quote_features(excerpt.id, cited_quote.quote)
+        chosen = next((c for c in step.candidates if c.chosen), None)
+        features["cos_q"] = ((chosen.features if chosen is not None else None) or {}).get("ev_cos_q", 0.0)
+        features["cos_step"] = 0.0
+        return relevance(features)
+
+    scores = [support(*item) for item in cited]
+    return max(range(len(cited)), key=lambda i: (scores[i], -i))
 
 
 def _no_step(character: Character) -> str:
