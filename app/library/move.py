@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.library.catalog import Catalog, iter_batches
+from app.analyzer import ANALYZER_VERSION
+from app.library.bm25 import analyze_many
+from app.library.catalog import TERM_SEP, Catalog, iter_batches
 from app.library.dense import BATCH, COLLECTION, DenseStore, make_client
 from app.library.errors import LibraryError
 
@@ -46,8 +48,12 @@ def move_library(source_root: Path, target: Catalog, chroma_url: str | None) -> 
     source = Catalog.local(path)
     try:
         books, excerpts = source.rows()
+        stale_terms = source.analyzer_version != ANALYZER_VERSION
     finally:
         source.close()
+    if stale_terms:          # made by an older analyzer: the target's terms are this one's
+        fresh = analyze_many([e["text"] for e in excerpts])
+        excerpts = [{**e, "terms": TERM_SEP.join(t)} for e, t in zip(excerpts, fresh)]
     report = MoveReport()
     moving = []
     for book in books:

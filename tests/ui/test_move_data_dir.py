@@ -42,6 +42,10 @@ class CountingEmbedder:
 def test_move_data_dir_without_re_embedding(settings, model_dir, shared_dir, pg_url, tmp_path, monkeypatch):
     from app.cli import build
     from app.library import open_library
+    from sqlalchemy import text
+
+    from app.analyzer import ANALYZER_VERSION
+    from app.library.bm25 import analyze_many
     from app.library.embedder import OnnxEmbedder
     from app.review.store import ReviewStore
     from app.tuning import snapshots as snap
@@ -50,6 +54,9 @@ def test_move_data_dir_without_re_embedding(settings, model_dir, shared_dir, pg_
     library = open_library(old)
     added = library.add_file(tmp_path / "pg244.txt",
                              data=book_opening(shared_dir / "books" / "study_in_scarlet_244.txt", 1))
+    with library.catalog.engine.begin() as conn:      # terms as the analyzer before version 2 left them
+        conn.execute(text("UPDATE excerpts SET terms = 'stale'"))
+        conn.execute(text("DELETE FROM meta WHERE key = 'analyzer'"))
     library.close()
     meta = snap.SnapshotMeta("sherlock-holmes", "v1", snap.now_iso(), notes="moved")
     snap.save_artefacts(old, meta, verifier=None, reranker=None, priors=None, exemplars=None)
@@ -78,6 +85,8 @@ def test_move_data_dir_without_re_embedding(settings, model_dir, shared_dir, pg_
         assert [b.id for b in library.books()] == [added.book.id]
         hits = library.retriever().retrieve(QUESTION, top_k=3)
         assert any("Afghanistan" in h.text for h in hits) and hits[0].scores.dense is not None
+        moved, terms = library.catalog.all_excerpts()              # re-analysed on the way
+        assert terms == analyze_many([e.text for e in moved]) and library.catalog.analyzer_version == ANALYZER_VERSION
         library.close()
 
         store = ReviewStore(pg_url)
