@@ -270,14 +270,15 @@ def _best_supported(question: str, steps: Sequence, cited: Sequence[tuple[object
     are scored against the question over the sentences of every excerpt the steps retrieved,
     with the question–sentence cosine the engine stored for each (FairytaleQA train: the
     concluded passage holds the evidence 0.5 points more often, ROUGE-L +0.001)."""
+    if len(cited) == 1:
+        return 0
     excerpts = list({e.id: e for step in steps for e in step.excerpts}.values())
-    pool = SentencePool(question, excerpts)
+    pool = SentencePool(question, excerpts)        # no step text and no vectors: cos_step stays 0
 
     def support(step, cited_quote: Citation, excerpt: Excerpt) -> float:
         features = pool.quote_features(excerpt.id, cited_quote.quote)
         chosen = next((c for c in step.candidates if c.chosen), None)
         features["cos_q"] = ((chosen.features if chosen is not None else None) or {}).get("ev_cos_q", 0.0)
-        features["cos_step"] = 0.0
         return relevance(features)
 
     scores = [support(*item) for item in cited]
